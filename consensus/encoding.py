@@ -81,8 +81,11 @@ def _decode_check(v: object, depth: int = 0) -> None:
         raise DecodeError(f"msgpack type {t.__name__} is not allowed (only int, bin, str and arrays)")
 
 
-def decode_value(data: bytes, max_bytes: int = MAX_DECODE_BYTES) -> Value:
-    """Decode canonical bytes into a plain value (arrays become tuples). Raises DecodeError."""
+def decode_value(data: bytes, max_bytes: int = MAX_DECODE_BYTES, check_types: bool = True) -> Value:
+    """Decode canonical bytes into a plain value (arrays become tuples). Raises DecodeError.
+
+    `check_types=False` skips the walk that rejects floats, booleans and nil: for callers (Struct.decode)
+    whose codecs check the type of every field anyway."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -103,7 +106,8 @@ def decode_value(data: bytes, max_bytes: int = MAX_DECODE_BYTES) -> Value:
         raise DecodeError("trailing bytes after the value") from None
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as e:
         raise DecodeError(f"not valid msgpack: {str(e)[:120] or type(e).__name__}") from None
-    _decode_check(value)
+    if check_types:
+        _decode_check(value)
     if msgpack.packb(value, use_bin_type=True) != data:
         raise DecodeError("non-canonical encoding")
     return value  # type: ignore[no-any-return]
@@ -210,7 +214,7 @@ class ListOf(Codec[tuple[T, ...]]):
         if len(v) > self.max:  # type: ignore[arg-type]
             raise DecodeError(f"{name}: {len(v)} items exceeds the maximum of {self.max}")  # type: ignore[arg-type]
         check = self.item.check
-        out = tuple(check(x, f"{name}[{i}]") for i, x in enumerate(v))  # type: ignore[arg-type]
+        out = tuple(check(x, name) for x in v)  # type: ignore[attr-defined]
         if self.unique_sorted:
             for i in range(1, len(out)):
                 if not out[i - 1] < out[i]:  # type: ignore[operator]
@@ -298,6 +302,7 @@ class Struct:
     """
 
     _spec: ClassVar[tuple[tuple[str, Codec[Any]], ...]]
+    _names: ClassVar[tuple[str, ...]]  # "Class.field", for error messages
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -306,34 +311,53 @@ class Struct:
     @classmethod
     def spec(cls) -> tuple[tuple[str, Codec[Any]], ...]:
         if not cls._spec:
-            cls._spec = tuple((f.name, f.metadata["codec"]) for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+            fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+            cls._names = tuple(f"{cls.__name__}.{f.name}" for f in fields)
+            cls._spec = tuple((f.name, f.metadata["codec"]) for f in fields)
         return cls._spec
 
     def __post_init__(self) -> None:
-        for name, codec in self.spec():
+        spec = self.spec()
+        for (name, codec), qual in zip(spec, self._names, strict=True):
             v = getattr(self, name)
-            checked = codec.check(v, f"{type(self).__name__}.{name}")
+            checked = codec.check(v, qual)
             if checked is not v:
                 object.__setattr__(self, name, checked)
         self.validate_basic()
 
+    def evolve(self, **changes: Any) -> Self:
+        """A copy with some fields changed: only those are checked again (then validate_basic)."""
+        obj = self.__class__.__new__(self.__class__)
+        d = obj.__dict__
+        spec = dict(self.spec())
+        for name, codec in self.spec():
+            d[name] = self.__dict__[name]
+        for name, v in changes.items():
+            codec = spec.get(name)
+            if codec is None:
+                raise TypeError(f"{type(self).__name__} has no field {name!r}")
+            d[name] = codec.check(v, f"{type(self).__name__}.{name}")
+        obj.validate_basic()
+        return obj
+
     # ---- value form (nested tuples) -------------------------------------------------------------
 
     def to_value(self) -> list[Any]:
-        return [codec.dump(getattr(self, name)) for name, codec in self.spec()]
+        d = self.__dict__
+        return [codec.dump(d[name]) for name, codec in self.spec()]
 
     @classmethod
     def from_value(cls, value: object, where: str = "") -> Self:
-        where = where or cls.__name__
         spec = cls.spec()
         if type(value) is not tuple and type(value) is not list:
-            raise DecodeError(f"{where}: expected an array of {len(spec)} fields, got {type(value).__name__}")
+            raise DecodeError(f"{where or cls.__name__}: expected an array of {len(spec)} fields, "
+                              f"got {type(value).__name__}")
         if len(value) != len(spec):  # type: ignore[arg-type]
-            raise DecodeError(f"{where}: expected {len(spec)} fields, got {len(value)}")  # type: ignore[arg-type]
-        kwargs = {name: codec.check(v, f"{where}.{name}") for (name, codec), v in zip(spec, value, strict=True)}  # type: ignore[call-overload]
+            raise DecodeError(f"{where or cls.__name__}: expected {len(spec)} fields, got {len(value)}")  # type: ignore[arg-type]
         obj = cls.__new__(cls)
-        for k, v in kwargs.items():
-            object.__setattr__(obj, k, v)
+        d = obj.__dict__
+        for (name, codec), qual, v in zip(spec, cls._names, value):  # type: ignore[call-overload]
+            d[name] = codec.check(v, qual)
         obj.validate_basic()
         return obj
 
@@ -350,7 +374,7 @@ class Struct:
     @classmethod
     def decode(cls, data: bytes, max_bytes: int = MAX_DECODE_BYTES) -> Self:
         """Decode canonical bytes, check every bound and `validate_basic`. Raises DecodeError/ValidationError."""
-        obj = cls.from_value(decode_value(data, max_bytes))
+        obj = cls.from_value(decode_value(data, max_bytes, check_types=False))
         obj.__dict__["encoded"] = bytes(data)
         return obj
 

@@ -12,7 +12,6 @@ Rules (docs/contracts.md, ACC-1..ACC-3):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from contracts.codes import Code, Failure, require
@@ -52,7 +51,7 @@ def record(ctx: TxContext, body: RecordAccess) -> None:
         raise Failure(_INACTIVE_ASSET[AssetStatus(a.status)])
 
     uses = g.uses + 1
-    g = replace(g, uses=uses)
+    g = g.evolve(uses=uses)
     if uses == g.max_uses:
         close_grant(st, g, GrantStatus.USED_UP, h)
         ctx.emit("grant_used_up", g.id, g.holder, g.grantee)

@@ -21,7 +21,6 @@ payload: never a value. Rules (docs/contracts.md, AST-1..AST-9):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from contracts.codes import Code, require
@@ -89,12 +88,12 @@ def issue(ctx: TxContext, body: IssueAsset) -> None:
         if r.kind == RequestKind.CORRECTION:
             require(body.supersedes == r.asset_id, Code.REQUEST_MISMATCH,
                     "a correction is answered by a new version of the corrected asset")
-        st.put(Kind.ASSET_REQUEST, r.id, replace(r, status=RequestStatus.FULFILLED, result_asset=aid,
+        st.put(Kind.ASSET_REQUEST, r.id, r.evolve(status=RequestStatus.FULFILLED, result_asset=aid,
                                                  resolved_height=h))
         ctx.emit("request_fulfilled", r.id, r.holder)
 
     if body.supersedes:
-        st.put(Kind.ASSET, old.id, replace(old, status=AssetStatus.SUPERSEDED, superseded_by=aid))
+        st.put(Kind.ASSET, old.id, old.evolve(status=AssetStatus.SUPERSEDED, superseded_by=aid))
 
     st.put(Kind.ASSET, aid, Asset(aid, body.holder, issuer.id, body.schema, version, body.fields,
                                   body.field_root, body.payload_hash, body.supersedes, b"",
@@ -143,7 +142,7 @@ def refuse(ctx: TxContext, body: RefuseRequest) -> None:
     issuer = ctx.require_role(Role.ISSUER)
     r = _request(ctx, body.request_id)
     require(r.issuer == issuer.id, Code.REQUEST_MISMATCH, "the request is addressed to another issuer")
-    ctx.state.put(Kind.ASSET_REQUEST, r.id, replace(r, status=RequestStatus.REFUSED, reason=body.reason,
+    ctx.state.put(Kind.ASSET_REQUEST, r.id, r.evolve(status=RequestStatus.REFUSED, reason=body.reason,
                                                     resolved_height=ctx.block.height))
     ctx.object_id = r.id
     ctx.emit("request_refused", r.id, r.holder)
@@ -155,7 +154,7 @@ def revoke(ctx: TxContext, body: RevokeAsset) -> None:
     a = _asset(ctx, body.asset_id)
     require(a.issuer == issuer.id, Code.NOT_ASSET_ISSUER)
     require(a.status in (AssetStatus.ACTIVE, AssetStatus.SUPERSEDED), Code.ASSET_NOT_ACTIVE)
-    ctx.state.put(Kind.ASSET, a.id, replace(a, status=AssetStatus.REVOKED, reason=body.reason))
+    ctx.state.put(Kind.ASSET, a.id, a.evolve(status=AssetStatus.REVOKED, reason=body.reason))
     ctx.object_id = a.id
     ctx.emit("asset_revoked", a.id, a.holder)
 
@@ -166,7 +165,7 @@ def erase(ctx: TxContext, body: EraseAsset) -> None:
     a = _asset(ctx, body.asset_id)
     require(a.holder == holder.id, Code.NOT_ASSET_HOLDER)
     require(a.status != AssetStatus.ERASED, Code.ASSET_ERASED)
-    ctx.state.put(Kind.ASSET, a.id, replace(a, status=AssetStatus.ERASED))
+    ctx.state.put(Kind.ASSET, a.id, a.evolve(status=AssetStatus.ERASED))
     ctx.object_id = a.id
     ctx.emit("asset_erased", a.id, a.holder, a.issuer)
 

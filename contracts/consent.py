@@ -22,7 +22,6 @@ Rules (docs/contracts.md, CON-1..CON-8):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from consensus.app import BlockContext
@@ -82,7 +81,7 @@ def grant(ctx: TxContext, body: GrantConsent) -> None:
         assert r is not None
         require(r.status == ConsentRequestStatus.REQUESTED, Code.REQUEST_NOT_PENDING)
         require(r.holder == holder.id and r.consumer == body.grantee, Code.REQUEST_MISMATCH)
-        st.put(Kind.CONSENT_REQUEST, r.id, replace(r, status=ConsentRequestStatus.GRANTED, grant_id=gid))
+        st.put(Kind.CONSENT_REQUEST, r.id, r.evolve(status=ConsentRequestStatus.GRANTED, grant_id=gid))
 
     st.put(Kind.GRANT, gid, Grant(gid, holder.id, body.grantee, body.assets, body.fields, body.purpose,
                                   body.not_after_ms, body.max_uses, 0, body.package_hash, body.request_id,
@@ -101,7 +100,7 @@ def reject(ctx: TxContext, body: RejectConsent) -> None:
     require(r is not None and r.holder == holder.id, Code.UNKNOWN_REQUEST)
     assert r is not None
     require(r.status == ConsentRequestStatus.REQUESTED, Code.REQUEST_NOT_PENDING)
-    ctx.state.put(Kind.CONSENT_REQUEST, r.id, replace(r, status=ConsentRequestStatus.REJECTED,
+    ctx.state.put(Kind.CONSENT_REQUEST, r.id, r.evolve(status=ConsentRequestStatus.REJECTED,
                                                       reason=body.reason))
     ctx.object_id = r.id
     ctx.emit("consent_rejected", r.id, r.consumer)
@@ -126,7 +125,7 @@ def expiry_key(not_after_ms: int, grant_id: bytes) -> bytes:
 
 def close_grant(st: State, g: Grant, status: GrantStatus, height: int) -> None:
     """Move a grant to a final state and take it off the expiry queue."""
-    st.put(Kind.GRANT, g.id, replace(g, status=status, closed_height=height))
+    st.put(Kind.GRANT, g.id, g.evolve(status=status, closed_height=height))
     st.delete_raw(expiry_key(g.not_after_ms, g.id))
 
 

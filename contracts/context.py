@@ -30,20 +30,48 @@ R = TypeVar("R", bound=Struct)
 ADMIN_LIST = ListOf(HASH, 64, unique_sorted=True)
 
 
+class RecordCache:
+    """Decoded records by key, each with the bytes it was decoded from. A hit requires the bytes in the store
+    to be equal, so the cache can never return a stale record: it only saves decoding the same bytes twice."""
+
+    __slots__ = ("entries", "limit")
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.entries: dict[bytes, tuple[bytes, Struct]] = {}
+        self.limit = limit
+
+    def remember(self, key: bytes, raw: bytes, record: Struct) -> None:
+        if len(self.entries) >= self.limit:
+            self.entries.clear()
+        self.entries[key] = (raw, record)
+
+
 class State:
     """Typed reads and writes of the authenticated state and the indexes, staged in an `Overlay`."""
 
-    __slots__ = ("overlay",)
+    __slots__ = ("cache", "overlay")
 
-    def __init__(self, overlay: Overlay) -> None:
+    def __init__(self, overlay: Overlay, cache: RecordCache | None = None) -> None:
         self.overlay = overlay
+        self.cache = cache if cache is not None else RecordCache()
 
     def get(self, cls: type[R], kind: bytes, id: bytes = b"") -> R | None:
-        raw = self.overlay.get(STATE + kind + id)
-        return None if raw is None else cls.decode(raw)
+        key = STATE + kind + id
+        raw = self.overlay.get(key)
+        if raw is None:
+            return None
+        hit = self.cache.entries.get(key)
+        if hit is not None and hit[0] == raw and type(hit[1]) is cls:
+            return hit[1]  # type: ignore[return-value]
+        record = cls.decode(raw)
+        self.cache.remember(key, raw, record)
+        return record
 
     def put(self, kind: bytes, id: bytes, record: Struct) -> None:
-        self.overlay.put(STATE + kind + id, record.encode())
+        key = STATE + kind + id
+        raw = record.encode()
+        self.overlay.put(key, raw)
+        self.cache.remember(key, raw, record)
 
     def get_raw(self, key: bytes) -> bytes | None:
         return self.overlay.get(STATE + key)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Container, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from consensus.app import AppInfo, BlockContext, CheckResult
@@ -33,7 +33,7 @@ from consensus.statetree import EMPTY, StateTree
 from consensus.types import Block, Genesis, Tx, ValidatorSet
 from contracts import access, assets, consent, governance, holders
 from contracts.codes import Code, Failure
-from contracts.context import Event, State, TxContext
+from contracts.context import Event, RecordCache, State, TxContext
 from contracts.genesis import AppGenesis
 from contracts.records import STATE, Account, AccountKind, Kind, PendingValidators, Schema, Status
 from contracts.txs import TX_BODIES
@@ -104,6 +104,7 @@ class Ledger:
                  tree_cache_size: int = 1_000_000) -> None:
         self.store = store
         self.verified = verified
+        self.cache = RecordCache()
         raw = store.get(META_LAST)
         self._last = None if raw is None else LastBlock.decode(raw)
         self.tree = StateTree(store, self._last.app_hash if self._last else EMPTY, cache_size=tree_cache_size)
@@ -126,7 +127,7 @@ class Ledger:
 
     def state(self) -> State:
         """A read-only-by-convention view of the committed state."""
-        return State(Overlay(self.store))
+        return State(Overlay(self.store), self.cache)
 
     def info(self) -> AppInfo:
         last = self.last
@@ -203,7 +204,7 @@ class Ledger:
     def execute(self, ctx: BlockContext, raw_txs: Sequence[bytes]) -> BlockExecution:
         """EXE-1..EXE-5 against the committed state; writes nothing."""
         overlay = Overlay(self.store)
-        st = State(overlay)
+        st = State(overlay, self.cache)
         validators = st.validators()
         events = consent.expire_grants(st, ctx)
         results: list[bytes] = []
@@ -240,7 +241,7 @@ class Ledger:
             return Code.BAD_NONCE, b"", []
 
         # EXE-3: the nonce is consumed; everything else is undone on failure.
-        acct = replace(acct, nonce=acct.nonce + 1)
+        acct = acct.evolve(nonce=acct.nonce + 1)
         st.put_account(acct)
         mark = st.overlay.snapshot()
         ctx = TxContext(st, block, tx_hash, index, acct, via_delegate)

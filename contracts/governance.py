@@ -19,7 +19,6 @@ Rules (docs/contracts.md, GOV-1..GOV-9):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from consensus.crypto import account_id
@@ -80,7 +79,7 @@ def approve(ctx: TxContext, body: Approve) -> None:
     require(ctx.sender.id not in p.approvals, Code.ALREADY_APPROVED)
     ctx.object_id = p.id
     action = ADMIN_ACTIONS[p.action].decode(p.payload)
-    _approve_and_maybe_run(ctx, replace(p, approvals=tuple(sorted((*p.approvals, ctx.sender.id)))), action)
+    _approve_and_maybe_run(ctx, p.evolve(approvals=tuple(sorted((*p.approvals, ctx.sender.id)))), action)
 
 
 def _approve_and_maybe_run(ctx: TxContext, p: Proposal, action: Struct) -> None:
@@ -88,7 +87,7 @@ def _approve_and_maybe_run(ctx: TxContext, p: Proposal, action: Struct) -> None:
     live = sum(1 for a in p.approvals if ctx.active_member(a, Role.ADMIN) is not None)
     if live >= ctx.state.threshold():
         ACTION_HANDLERS[p.action](ctx, action)
-        p = replace(p, status=EXECUTED, executed_height=ctx.block.height)
+        p = p.evolve(status=EXECUTED, executed_height=ctx.block.height)
         ctx.emit("proposal_executed", p.id, *p.approvals)
     else:
         ctx.emit("proposal_pending", p.id, *_admins(ctx.state))
@@ -117,7 +116,7 @@ def update_member(ctx: TxContext, a: UpdateMember) -> None:
     m = st.account(a.account)
     require(m is not None and m.kind == AccountKind.MEMBER, Code.UNKNOWN_MEMBER)
     assert m is not None
-    st.put_account(replace(m, roles=a.roles, status=a.status))
+    st.put_account(m.evolve(roles=a.roles, status=a.status))
     admins = set(st.admins())
     admins.discard(m.id)
     if Role.ADMIN in a.roles:

@@ -16,7 +16,6 @@ Rules (docs/contracts.md, HLD-1..HLD-5):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from consensus.crypto import account_id
@@ -46,7 +45,7 @@ def add_delegate(ctx: TxContext, body: Delegate) -> None:
     a = _own_enterprise(ctx)
     require(body.pubkey not in a.delegates and body.pubkey != a.sign_pk, Code.DELEGATE_EXISTS)
     require(len(a.delegates) < 16, Code.TOO_MANY_DELEGATES)
-    ctx.state.put_account(replace(a, delegates=tuple(sorted((*a.delegates, body.pubkey)))))
+    ctx.state.put_account(a.evolve(delegates=tuple(sorted((*a.delegates, body.pubkey)))))
     ctx.emit("delegate_added", a.id, a.id)
 
 
@@ -54,7 +53,7 @@ def remove_delegate(ctx: TxContext, body: Delegate) -> None:
     """HLD-2."""
     a = _own_enterprise(ctx)
     require(body.pubkey in a.delegates, Code.UNKNOWN_DELEGATE)
-    ctx.state.put_account(replace(a, delegates=tuple(d for d in a.delegates if d != body.pubkey)))
+    ctx.state.put_account(a.evolve(delegates=tuple(d for d in a.delegates if d != body.pubkey)))
     ctx.emit("delegate_removed", a.id, a.id)
 
 
@@ -72,7 +71,7 @@ def rotate_keys(ctx: TxContext, body: RotateKeys) -> None:
     require(body.sign_pk not in a.delegates, Code.KEY_IN_USE, "the new key is one of this account's delegates")
     other = ctx.state.account(account_id(body.sign_pk))
     require(other is None or other.id == a.id, Code.KEY_IN_USE, "the new key is another account's id key")
-    ctx.state.put_account(replace(a, sign_pk=body.sign_pk, enc_pk=body.enc_pk))
+    ctx.state.put_account(a.evolve(sign_pk=body.sign_pk, enc_pk=body.enc_pk))
     ctx.emit("keys_rotated", a.id, a.id)
 
 
