@@ -19,6 +19,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
+from consensus.encoding import encode_value
 from consensus.errors import SignatureError
 
 #: The order of the Ed25519 base point: a signature's S must be below it.
@@ -96,3 +97,9 @@ def require_signature(pubkey: bytes, domain: Domain, chain_id: str, payload: byt
     """Like `verify`, but raise SignatureError naming the domain."""
     if not verify(pubkey, domain, chain_id, payload, signature):
         raise SignatureError(f"invalid {domain.name.lower()} signature")
+
+
+def request_payload(method: str, path: str, body: bytes, time_ms: int, nonce: bytes) -> bytes:
+    """What a signed API request signs (with Domain.REQUEST and the chain id), docs/api.md:
+    the canonical array [method, path with query, SHA-256 of the body, time in ms, nonce]."""
+    return encode_value([method.upper(), path, hashlib.sha256(body).digest(), time_ms, nonce])
