@@ -126,6 +126,10 @@ class Codec(Generic[T]):
     def check(self, v: object, name: str) -> T:
         raise NotImplementedError
 
+    def check_wire(self, v: object, name: str) -> T:
+        """Like `check`, for a value that came off the wire (decoding): may be stricter."""
+        return self.check(v, name)
+
     def dump(self, v: T) -> Any:
         return v
 
@@ -192,7 +196,10 @@ class Text(Codec[str]):
             if not isinstance(v, str):
                 raise DecodeError(f"{name}: expected a string, got {type(v).__name__}")
             v = str.__str__(v)  # a StrEnum member becomes its plain value
-        n = len(v.encode("utf-8", "surrogatepass"))
+        try:
+            n = len(v.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise DecodeError(f"{name}: not valid UTF-8 text (lone surrogate)") from None
         if n > self.max:
             raise DecodeError(f"{name}: {n} bytes exceeds the maximum of {self.max}")
         if n < self.min:
@@ -268,6 +275,11 @@ class Optional(Codec[S | None]):
         if v is None or v == () or v == []:
             return None
         return self.inner.check(v, name)
+
+    def check_wire(self, v: object, name: str) -> S | None:
+        if v is None:
+            raise DecodeError(f"{name}: nil is not allowed (nothing is the empty array)")
+        return self.check(v, name)
 
     def dump(self, v: S | None) -> Any:
         return [] if v is None else v.to_value()
@@ -357,7 +369,7 @@ class Struct:
         obj = cls.__new__(cls)
         d = obj.__dict__
         for (name, codec), qual, v in zip(spec, cls._names, value):  # type: ignore[call-overload]
-            d[name] = codec.check(v, qual)
+            d[name] = codec.check_wire(v, qual)
         obj.validate_basic()
         return obj
 

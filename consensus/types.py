@@ -35,9 +35,9 @@ from consensus.merkle import EMPTY_ROOT, merkle_root
 _CHAIN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _TX_TYPE_RE = re.compile(r"^[a-z][a-z_]{0,23}\.[a-z][a-z_]{0,23}$")
 
-CHAIN_ID = Text(64, min=1, allowed=lambda s: _CHAIN_ID_RE.match(s) is not None,
+CHAIN_ID = Text(64, min=1, allowed=lambda s: _CHAIN_ID_RE.fullmatch(s) is not None,
                 what="a chain id (lowercase letters, digits, '.', '_', '-'; at most 64)")
-TX_TYPE = Text(49, min=3, allowed=lambda s: _TX_TYPE_RE.match(s) is not None,
+TX_TYPE = Text(49, min=3, allowed=lambda s: _TX_TYPE_RE.fullmatch(s) is not None,
                what="a transaction type like 'consent.grant'")
 NAME = Text(64, min=1)
 

@@ -1,7 +1,7 @@
 """Data assets: issue ("active return"), return on application, versions, revocation, correction, erasure.
 
 The chain holds, per asset, the root of its per-field salted commitments and the hash of its encrypted
-payload: never a value. Rules (docs/contracts.md, AST-1..AST-9):
+payload: never a value. Rules (docs/contracts.md, AST-1..AST-8):
 
 - AST-1  Only an active issuer listed in the schema issues assets of that schema, to an existing holder,
          with a non-empty subset of the schema's fields.

@@ -2,7 +2,8 @@
 
 A failed transaction is still committed with its code in the block results, so refused attempts stay
 auditable; it changes nothing but its sender's nonce (and not even that when the failure is one of the
-envelope codes, which happen before the sender is known to have signed for that nonce).
+envelope codes from `malformed_tx` to `bad_nonce`, found before the sender is known to have signed for that
+nonce; `unknown_tx_type` and `malformed_body` do consume it).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Code(StrEnum):
     ALREADY_APPROVED = "already_approved"
     ACCOUNT_EXISTS = "account_exists"
     UNKNOWN_MEMBER = "unknown_member"
-    INVALID_ROLES = "invalid_roles"
+    TOO_MANY_ADMINS = "too_many_admins"
     THRESHOLD_UNREACHABLE = "threshold_unreachable"
     SCHEMA_FIELDS_REMOVED = "schema_fields_removed"
     UNKNOWN_ISSUER = "unknown_issuer"
@@ -72,6 +73,7 @@ class Code(StrEnum):
     GRANTEE_NOT_CONSUMER = "grantee_not_consumer"
     FIELD_NOT_IN_ASSETS = "field_not_in_assets"
     NOT_AFTER_IN_PAST = "not_after_in_past"
+    NOT_AFTER_TOO_FAR = "not_after_too_far"
     UNKNOWN_GRANT = "unknown_grant"
     NOT_GRANT_HOLDER = "not_grant_holder"
     GRANT_NOT_ACTIVE = "grant_not_active"

@@ -8,7 +8,7 @@ Rules (docs/contracts.md, CON-1..CON-8):
 - CON-1  Only an active consumer files a consent request, to an existing holder.
 - CON-2  Only a holder grants; the grantee is an active consumer; every asset is the holder's own and
          active; every disclosed field is a field of at least one of the assets; `not_after` lies after the
-         block time; 1 <= max_uses <= 1,000,000.
+         block time and at most ten years past it; 1 <= max_uses <= 1,000,000.
 - CON-3  A grant that answers a request needs that request in state `requested`, filed by the grantee to
          this holder; the request becomes `granted` and points at the grant.
 - CON-4  The holder rejects a request addressed to it while it is `requested`.
@@ -38,7 +38,7 @@ from contracts.records import (
     Kind,
     Role,
 )
-from contracts.txs import GrantConsent, RejectConsent, RequestConsent, RevokeConsent
+from contracts.txs import MAX_DURATION_MS, GrantConsent, RejectConsent, RequestConsent, RevokeConsent
 
 
 def request(ctx: TxContext, body: RequestConsent) -> None:
@@ -73,6 +73,8 @@ def grant(ctx: TxContext, body: GrantConsent) -> None:
     missing = set(body.fields) - covered
     require(not missing, Code.FIELD_NOT_IN_ASSETS, f"{sorted(missing)}")
     require(body.not_after_ms > ctx.block.time_ms, Code.NOT_AFTER_IN_PAST)
+    require(body.not_after_ms <= ctx.block.time_ms + MAX_DURATION_MS, Code.NOT_AFTER_TOO_FAR,
+            "a grant runs for ten years at most")
 
     gid = ctx.new_id(Kind.GRANT)
     if body.request_id:

@@ -27,7 +27,9 @@ from contracts.records import (
 )
 
 R = TypeVar("R", bound=Struct)
-ADMIN_LIST = ListOf(HASH, 64, unique_sorted=True)
+#: How many members may hold the admin role at once (the list is read on every admin action).
+MAX_ADMINS = 256
+ADMIN_LIST = ListOf(HASH, MAX_ADMINS, unique_sorted=True)
 
 
 class RecordCache:
@@ -170,7 +172,7 @@ class TxContext:
     def require_role(self, role: Role) -> Account:
         s = self.sender
         if s.kind != "member" or role not in s.roles:
-            raise Failure(_ROLE_CODES[role], f"sender lacks the {role} role")
+            raise Failure(_ROLE_CODES[role], f"sender lacks the {role} role")  # only these roles act
         return s
 
     def require_holder(self) -> Account:
@@ -194,8 +196,6 @@ _ROLE_CODES = {
     Role.REGISTRAR: Code.NOT_REGISTRAR,
     Role.ISSUER: Code.NOT_ISSUER,
     Role.CONSUMER: Code.NOT_CONSUMER,
-    Role.AUDITOR: Code.NOT_ADMIN,
-    Role.VALIDATOR: Code.NOT_ADMIN,
 }
 
 

@@ -1,6 +1,6 @@
 """Governance: members and their roles, data schemas, the validator set, and the m-of-n admin rule.
 
-Rules (docs/contracts.md, GOV-1..GOV-9):
+Rules (docs/contracts.md, GOV-1..GOV-8):
 
 - GOV-1  Only an active admin proposes (`gov.propose`) or approves (`gov.approve`) an admin action.
 - GOV-2  The proposer's approval counts; an admin approves a proposal once; a proposal runs in the
@@ -26,7 +26,7 @@ from consensus.encoding import Struct
 from consensus.errors import DecodeError, ValidationError
 from consensus.types import Validator, ValidatorSet
 from contracts.codes import Code, Failure, require
-from contracts.context import State, TxContext
+from contracts.context import MAX_ADMINS, State, TxContext
 from contracts.records import (
     Account,
     AccountKind,
@@ -106,6 +106,7 @@ def register_member(ctx: TxContext, a: RegisterMember) -> None:
     st.put_account(Account(aid, AccountKind.MEMBER, a.name, a.roles, a.sign_pk, a.enc_pk, Status.ACTIVE, 0,
                            b"", (), ctx.block.height))
     if Role.ADMIN in a.roles:
+        require(len(st.admins()) < MAX_ADMINS, Code.TOO_MANY_ADMINS, f"at most {MAX_ADMINS} admins")
         st.set_admins((*st.admins(), aid))
     ctx.emit("member_registered", aid, aid)
 
@@ -121,6 +122,7 @@ def update_member(ctx: TxContext, a: UpdateMember) -> None:
     admins.discard(m.id)
     if Role.ADMIN in a.roles:
         admins.add(m.id)
+    require(len(admins) <= MAX_ADMINS, Code.TOO_MANY_ADMINS, f"at most {MAX_ADMINS} admins")
     st.set_admins(tuple(admins))
     require(active_admin_count(st) >= st.threshold(), Code.THRESHOLD_UNREACHABLE,
             "the change would leave fewer active admins than the threshold")
@@ -174,12 +176,12 @@ def set_validator(ctx: TxContext, a: SetValidator) -> None:
 
 def apply_validator_updates(vs: ValidatorSet, updates: tuple[ValidatorUpdate, ...]) -> ValidatorSet:
     by_pk = {v.pubkey: v for v in vs.validators}
-    for u in updates:
-        if u.power == 0:
-            by_pk.pop(u.pubkey, None)
-        else:
-            by_pk[u.pubkey] = Validator(u.pubkey, u.power, u.name)
     try:
+        for u in updates:
+            if u.power == 0:
+                by_pk.pop(u.pubkey, None)
+            else:
+                by_pk[u.pubkey] = Validator(u.pubkey, u.power, u.name)
         return ValidatorSet.of(list(by_pk.values()))
     except (ValidationError, DecodeError) as e:
         raise Failure(Code.INVALID_VALIDATOR_SET, str(e)) from None

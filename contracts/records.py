@@ -102,10 +102,11 @@ def one_of(enum: type[StrEnum]) -> Text:
 
 
 _FIELD_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-FIELD = Text(48, min=1, allowed=lambda s: _FIELD_RE.match(s) is not None,
+FIELD = Text(48, min=1, allowed=lambda s: _FIELD_RE.fullmatch(s) is not None,
              what="a field name (lowercase letters, digits, '_'; starting with a letter)")
 FIELDS = ListOf(FIELD, 128, unique_sorted=True)
-SCHEMA_NAME = Text(64, min=1, allowed=lambda s: _FIELD_RE.match(s.replace(".", "_")) is not None,
+_SCHEMA_RE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+SCHEMA_NAME = Text(64, min=1, allowed=lambda s: _SCHEMA_RE.fullmatch(s) is not None,
                    what="a schema name (lowercase letters, digits, '_', '.')")
 PURPOSE = Text(200, min=1)
 REASON = Text(200)

@@ -22,7 +22,7 @@ from consensus.encoding import (
     field_,
 )
 from consensus.errors import ValidationError
-from consensus.types import NAME
+from consensus.types import MAX_TOTAL_POWER, NAME
 from contracts.records import (
     FIELDS,
     IDS,
@@ -96,6 +96,10 @@ class SetValidator(Struct):
     pubkey: bytes = field_(PUBKEY)
     power: int = field_(U64)
     name: str = field_(NAME)
+
+    def validate_basic(self) -> None:
+        if self.power > MAX_TOTAL_POWER:
+            raise ValidationError("a validator's power is at most 2**60")
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,10 @@ class Identity:
     def id(self) -> bytes:
         return account_id(self.signer.public_key)
 
+    @property
+    def account_id(self) -> bytes:
+        return self.id
+
 
 class DevChain:
     """A ledger driven by a local proposer and validators; `blocks` keeps every block for replay."""

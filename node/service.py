@@ -1,0 +1,144 @@
+"""The node's asynchronous shell around `NodeCore`: the block producer task, waiters for commits, and the
+fan-out of events to server-sent-event subscribers. Everything runs on one event loop, so the core is only
+ever touched by one task at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from contracts.context import Event
+from contracts.execute import TxResult
+from node.core import CommittedBlock, NodeCore
+from node.metrics import Metrics
+
+log = logging.getLogger("mydata.node")
+
+
+@dataclass(frozen=True)
+class TxOutcome:
+    tx_hash: bytes
+    height: int
+    index: int
+    result: TxResult
+
+
+class NodeService:
+    def __init__(self, core: NodeCore, *, clock: Callable[[], float] = time.time,
+                 metrics: Metrics | None = None) -> None:
+        self.core = core
+        self.clock = clock
+        self.metrics = metrics or Metrics()
+        self._wake = asyncio.Event()
+        self._waiters: dict[bytes, list[asyncio.Future[TxOutcome]]] = {}
+        self._subscribers: dict[bytes, set[asyncio.Queue[Event]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # ---- life cycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._produce_forever(), name="block-producer")
+        self.metrics.height.set(self.core.status()["height"])
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        for futs in self._waiters.values():
+            for f in futs:
+                if not f.done():
+                    f.cancel()
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # ---- transactions -----------------------------------------------------------------------------------
+
+    def submit(self, raw: bytes) -> tuple[bytes, str, str]:
+        r = self.core.submit(raw)
+        self.metrics.txs_submitted.labels(code=r.code).inc()
+        if r.code == "ok":
+            self._wake.set()
+        return r.tx_hash, r.code, r.message
+
+    async def wait_committed(self, tx_hash: bytes, timeout: float) -> TxOutcome | None:
+        done = self._committed(tx_hash)
+        if done is not None:
+            return done
+        fut: asyncio.Future[TxOutcome] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(tx_hash, []).append(fut)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            futs = self._waiters.get(tx_hash)
+            if futs is not None and fut in futs:
+                futs.remove(fut)
+                if not futs:
+                    del self._waiters[tx_hash]
+
+    def _committed(self, tx_hash: bytes) -> TxOutcome | None:
+        found = self.core.tx_result(tx_hash)
+        if found is None:
+            return None
+        height, index, result = found
+        return TxOutcome(tx_hash, height, index, result)
+
+    # ---- events -------------------------------------------------------------------------------------------
+
+    def subscribe(self, account: bytes) -> asyncio.Queue[Event]:
+        q: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
+        self._subscribers.setdefault(account, set()).add(q)
+        self.metrics.sse_clients.inc()
+        return q
+
+    def unsubscribe(self, account: bytes, q: asyncio.Queue[Event]) -> None:
+        subs = self._subscribers.get(account)
+        if subs is not None:
+            subs.discard(q)
+            if not subs:
+                del self._subscribers[account]
+        self.metrics.sse_clients.dec()
+
+    # ---- the producer -------------------------------------------------------------------------------------
+
+    async def _produce_forever(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            while not self._stopping and len(self.core.mempool) > 0:
+                t0 = time.perf_counter()
+                cb = self.core.produce_block(self.now_ms())
+                if cb is None:
+                    break
+                self.metrics.block_seconds.observe(time.perf_counter() - t0)
+                self._after_block(cb)
+                await asyncio.sleep(0)  # let the API answer between blocks
+
+    def _after_block(self, cb: CommittedBlock) -> None:
+        ex = cb.execution
+        self.metrics.height.set(cb.block.header.height)
+        self.metrics.blocks.inc()
+        self.metrics.txs_committed.inc(len(cb.block.txs))
+        for i, tx_hash in enumerate(ex.tx_hashes):
+            futs = self._waiters.pop(tx_hash, None)
+            if futs:
+                outcome = TxOutcome(tx_hash, cb.block.header.height, i, ex.result(i))
+                for f in futs:
+                    if not f.done():
+                        f.set_result(outcome)
+        for ev in ex.events:
+            for account in ev.accounts:
+                for q in self._subscribers.get(account, ()):
+                    try:
+                        q.put_nowait(ev)
+                    except asyncio.QueueFull:
+                        log.warning("event queue full for a subscriber; dropping an event")
+        log.info("committed block %d with %d txs", cb.block.header.height, len(cb.block.txs))
