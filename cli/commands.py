@@ -39,7 +39,7 @@ def wallet_show(ctx: Ctx, a: Namespace) -> None:
         try:
             s = ctx.session()
             info["on_chain"] = s.me()
-        except Exception as e:  # noqa: BLE001 - show the wallet even if the node cannot answer
+        except Exception as e:
             info["on_chain"] = f"unavailable: {e}"
     ctx.out.result(info)
 

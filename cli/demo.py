@@ -15,7 +15,7 @@ from typing import Any
 
 from cli.localnet import NodeProcess, free_port
 from cli.output import CliError, Output
-from consensus.types import ConsensusParams
+from consensus.types import ConsensusParams, Genesis
 from contracts.txs import RegisterHolder
 from node.config import NodeConfig, init_home
 from wallet.actions import ChainRefused, DelegateActor, WalletSession, grant_window_ms, subject_ref
@@ -89,9 +89,24 @@ def run_demo(out: Output, keep: bool = False, workdir: str | None = None) -> dic
 
 
 def _start_node(out: Output, base: Path) -> tuple[NodeProcess, dict[str, Identity]]:
+    ids = demo_identities()
+    out.progress(f"starting a fresh node (one validator) in {base / 'node0'} ...")
+    node = start_local_node(base, ids)
+    out.progress(f"node up at {node.url}")
+    return node, ids
+
+
+def demo_identities() -> dict[str, Identity]:
+    """Fresh keys for every party of the story (real Ed25519 and X25519 keys from the OS's randomness)."""
     names = ["validator", "data-bureau", "public-security", "social-security", "market-regulator", "bank",
              "notary", "auditor", "citizen", "enterprise", "enterprise-clerk"]
-    ids = {n: Identity(n, os.urandom(32)) for n in names}
+    return {n: Identity(n, os.urandom(32)) for n in names}
+
+
+def demo_genesis(ids: dict[str, Identity], chain_id: str = "mydata-demo",
+                 params: ConsensusParams | None = None) -> Genesis:
+    """One validator; the bureau as admin; public security as registrar; two issuers with their schemas; a
+    bank and a notary as consumers; an auditor."""
     members = [
         (ids["validator"], ("validator",)),
         (ids["data-bureau"], ("admin",)),
@@ -102,19 +117,22 @@ def _start_node(out: Output, base: Path) -> tuple[NodeProcess, dict[str, Identit
         (ids["notary"], ("consumer",)),
         (ids["auditor"], ("auditor",)),
     ]
-    genesis = dev_genesis(
-        "mydata-demo", [ids["validator"]], members,
+    return dev_genesis(
+        chain_id, [ids["validator"]], members,
         [(PAYMENT, SCHEMAS[PAYMENT], [ids["social-security"]]), (LICENCE, SCHEMAS[LICENCE], [ids["market-regulator"]])],
-        genesis_time_ms=int(time.time() * 1000) - 1000, params=ConsensusParams.default())
+        genesis_time_ms=int(time.time() * 1000) - 1000, params=params or ConsensusParams.default())
+
+
+def start_local_node(base: Path, ids: dict[str, Identity], genesis: Genesis | None = None) -> NodeProcess:
+    """A node home in base/node0 for `genesis` (default: demo_genesis), started as a child process."""
+    genesis = genesis or demo_genesis(ids)
     home = base / "node0"
     api = f"127.0.0.1:{free_port()}"
     init_home(home, NodeConfig("node0", genesis.chain_id, api=api), genesis, ids["validator"].seed)
     (base / "genesis.json").write_bytes((home / "genesis.json").read_bytes())
-    out.progress(f"starting a fresh node (chain {genesis.chain_id}, one validator) in {home} ...")
     node = NodeProcess(home, api)
     node.start()
-    out.progress(f"node up at {node.url}")
-    return node, ids
+    return node
 
 
 def _story(out: Output, node: NodeProcess, ids: dict[str, Identity]) -> dict[str, Any]:

@@ -209,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from cli.context import Ctx
     from wallet.actions import ChainRefused
-    from wallet.client import ApiError, NodeUnreachable
     from wallet.assetdata import WalletCryptoError
+    from wallet.client import ApiError, NodeUnreachable
     from wallet.keystore import KeystoreError
 
     parser = build_parser()

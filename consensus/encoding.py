@@ -218,10 +218,10 @@ class ListOf(Codec[tuple[T, ...]]):
     def check(self, v: object, name: str) -> tuple[T, ...]:
         if type(v) is not tuple and type(v) is not list:
             raise DecodeError(f"{name}: expected an array, got {type(v).__name__}")
-        if len(v) > self.max:  # type: ignore[arg-type]
-            raise DecodeError(f"{name}: {len(v)} items exceeds the maximum of {self.max}")  # type: ignore[arg-type]
+        if len(v) > self.max:
+            raise DecodeError(f"{name}: {len(v)} items exceeds the maximum of {self.max}")
         check = self.item.check
-        out = tuple(check(x, name) for x in v)  # type: ignore[attr-defined]
+        out = tuple(check(x, name) for x in v)
         if self.unique_sorted:
             for i in range(1, len(out)):
                 if not out[i - 1] < out[i]:  # type: ignore[operator]
@@ -341,14 +341,12 @@ class Struct:
         """A copy with some fields changed: only those are checked again (then validate_basic)."""
         obj = self.__class__.__new__(self.__class__)
         d = obj.__dict__
-        spec = dict(self.spec())
-        for name, codec in self.spec():
-            d[name] = self.__dict__[name]
+        d.update((name, self.__dict__[name]) for name, _ in self.spec())
+        codecs = dict(self.spec())
         for name, v in changes.items():
-            codec = spec.get(name)
-            if codec is None:
+            if name not in codecs:
                 raise TypeError(f"{type(self).__name__} has no field {name!r}")
-            d[name] = codec.check(v, f"{type(self).__name__}.{name}")
+            d[name] = codecs[name].check(v, f"{type(self).__name__}.{name}")
         obj.validate_basic()
         return obj
 
@@ -364,11 +362,11 @@ class Struct:
         if type(value) is not tuple and type(value) is not list:
             raise DecodeError(f"{where or cls.__name__}: expected an array of {len(spec)} fields, "
                               f"got {type(value).__name__}")
-        if len(value) != len(spec):  # type: ignore[arg-type]
-            raise DecodeError(f"{where or cls.__name__}: expected {len(spec)} fields, got {len(value)}")  # type: ignore[arg-type]
+        if len(value) != len(spec):
+            raise DecodeError(f"{where or cls.__name__}: expected {len(spec)} fields, got {len(value)}")
         obj = cls.__new__(cls)
         d = obj.__dict__
-        for (name, codec), qual, v in zip(spec, cls._names, value):  # type: ignore[call-overload]
+        for (name, codec), qual, v in zip(spec, cls._names, value, strict=True):
             d[name] = codec.check_wire(v, qual)
         obj.validate_basic()
         return obj

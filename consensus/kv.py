@@ -487,6 +487,13 @@ class Overlay:
                 puts.pop(key, None)
                 dels.discard(key)
 
+    def batch(self, extra_puts: Mapping[bytes, bytes] = _NO_PUTS) -> tuple[dict[bytes, bytes], list[bytes]]:
+        """The (puts, sorted deletes) that `commit` would write, without writing: for a caller that writes
+        them itself (e.g. off the event loop) and then calls `discard`. ``extra_puts`` win over deletes."""
+        puts = dict(self._puts)
+        puts.update(extra_puts)
+        return puts, sorted(self._dels.difference(extra_puts.keys()))
+
     def commit(self, extra_puts: Mapping[bytes, bytes] = _NO_PUTS, sync: bool = True) -> None:
         """Write every pending change, plus ``extra_puts``, to the base in ONE ``base.write`` call, then
         start afresh (empty pending writes, empty journal, earlier snapshots invalid).

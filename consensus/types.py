@@ -292,7 +292,7 @@ class Block(Struct):
                 raise ValidationError("last commit does not match the header's last_commit_hash")
 
     @property
-    def hash(self) -> bytes:  # type: ignore[override]
+    def hash(self) -> bytes:
         return self.header.hash
 
     @property

@@ -64,7 +64,7 @@ class State:
             return None
         hit = self.cache.entries.get(key)
         if hit is not None and hit[0] == raw and type(hit[1]) is cls:
-            return hit[1]  # type: ignore[return-value]
+            return hit[1]
         record = cls.decode(raw)
         self.cache.remember(key, raw, record)
         return record

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consensus.app import AppInfo, BlockContext, CheckResult
-from consensus.encoding import HASH_OR_EMPTY, U64, Optional, Struct, Text, field_
 from consensus.encoding import HASH as HASH_CODEC
+from consensus.encoding import HASH_OR_EMPTY, U64, Optional, Struct, Text, field_
 from consensus.errors import DecodeError, ValidationError
 from consensus.kv import KVStore, Overlay
 from consensus.merkle import merkle_root
@@ -261,17 +261,42 @@ class Ledger:
             return f.code, b"", []
         return Code.OK, ctx.object_id, ctx.events
 
-    def commit(self, execution: BlockExecution, extra_puts: Mapping[bytes, bytes] | None = None,
-               block_hash: bytes = b"", sync: bool = True) -> None:
-        """EXE-6: one atomic batch. `block_hash` is recorded as the chain's last block."""
-        last = LastBlock(execution.height, block_hash or bytes(32), execution.time_ms, execution.app_hash,
+    def commit(self, execution: BlockExecution, extra_puts: Mapping[bytes, bytes] | None = None, *,
+               block_hash: bytes, sync: bool = True) -> None:
+        """EXE-6: one atomic batch. `block_hash` (of the block executed) becomes the chain's last block."""
+        batch = self.commit_batch(execution, extra_puts, block_hash=block_hash)
+        self.store.write(batch.puts, batch.deletes, sync)
+        self.committed(batch)
+
+    def commit_batch(self, execution: BlockExecution, extra_puts: Mapping[bytes, bytes] | None = None, *,
+                     block_hash: bytes) -> CommitBatch:
+        """EXE-6 in two steps, for a caller that writes the batch itself (off its event loop): the batch to
+        write in one atomic `store.write`, then `committed(batch)` once it is durable."""
+        if execution.height != self.last.height + 1:
+            raise RuntimeError(f"execution of height {execution.height} does not follow height {self.last.height}")
+        if len(block_hash) != 32:
+            raise ValueError("a block hash has 32 bytes")
+        last = LastBlock(execution.height, block_hash, execution.time_ms, execution.app_hash,
                          execution.validators)
-        puts = {**execution.node_puts, META_LAST: last.encode()}
+        extra = {**execution.node_puts, META_LAST: last.encode()}
         if extra_puts:
-            puts.update(extra_puts)
-        execution.overlay.commit(puts, sync=sync)
-        self.tree.set_root(execution.app_hash)
-        self._last = last
+            extra.update(extra_puts)
+        puts, deletes = execution.overlay.batch(extra)
+        return CommitBatch(execution, last, puts, deletes)
+
+    def committed(self, batch: CommitBatch) -> None:
+        """The batch is in the store: move the ledger to it."""
+        batch.execution.overlay.discard()
+        self.tree.set_root(batch.execution.app_hash)
+        self._last = batch.last
+
+
+@dataclass
+class CommitBatch:
+    execution: BlockExecution
+    last: LastBlock
+    puts: dict[bytes, bytes]
+    deletes: list[bytes]
 
 
 def apply_block(ledger: Ledger, block: Block, extra_puts: Mapping[bytes, bytes] | None = None,
@@ -300,6 +325,14 @@ def apply_block(ledger: Ledger, block: Block, extra_puts: Mapping[bytes, bytes] 
             block.last_commit.verify(ledger.chain_id, last.validators)
         except Exception as e:
             raise BlockRejected(f"block {h.height} carries a bad commit of block {last.height}: {e}") from None
+    params = ledger.state().params()
+    if len(block.txs) > params.max_block_txs:
+        raise BlockRejected(f"block {h.height} has {len(block.txs)} transactions, the limit is "
+                            f"{params.max_block_txs}")
+    if any(len(raw) > params.max_tx_bytes + 1024 for raw in block.txs):
+        raise BlockRejected(f"block {h.height} holds a transaction over the size limit")
+    if sum(len(raw) + 8 for raw in block.txs) > params.max_block_bytes:
+        raise BlockRejected(f"block {h.height} exceeds max_block_bytes")
     validators = ledger.state().validators()
     if h.validators_hash != validators.hash:
         raise BlockRejected(f"block {h.height} names another validator set")

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -91,6 +91,32 @@ class BodyLimit:
             await _send_json(send, 413, "body_too_large", f"the body exceeds {limit} bytes")
 
 
+class RequestMetrics:
+    """ASGI middleware counting requests by route and status (a plain ASGI wrapper: Starlette's
+    BaseHTTPMiddleware would turn every response into a stream)."""
+
+    def __init__(self, app: Any, metrics: Any) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = {"code": 500}
+
+        async def watch(msg: Any) -> None:
+            if msg["type"] == "http.response.start":
+                status["code"] = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            route = scope.get("route")
+            self.metrics.requests.labels(route=getattr(route, "path", "unmatched"),
+                                         status=str(status["code"])).inc()
+
+
 class _TooLarge(Exception):
     pass
 
@@ -138,12 +164,7 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
         log.exception("internal error while handling a request")
         return _error(500, "internal_error", "the node failed to handle this request; see its log")
 
-    @app.middleware("http")
-    async def _count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.requests.labels(route=getattr(route, "path", "unmatched"), status=str(response.status_code)).inc()
-        return response
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
     async def caller_of(request: Request) -> Caller | None:
         body = await request.body()
@@ -409,7 +430,7 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
         if kind not in authz.OBJECT_KINDS:
             raise ApiError(404, "not_found", f"no proofs for {kind}")
         caller = await signed(request)
-        oid, rec = _object(kind, object_id, caller)
+        oid, _ = _object(kind, object_id, caller)
         key = authz.OBJECT_KINDS[kind][0] + oid
         app_hash, height, p, value = core.prove(key)
         return {"key": key.hex(), "value": None if value is None else value.hex(), "app_hash": app_hash.hex(),

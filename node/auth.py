@@ -64,7 +64,7 @@ class NonceCache:
 
     def check_and_add(self, nonce: bytes, time_ms: int, now_ms: int) -> bool:
         while self._seen:
-            oldest, t = next(iter(self._seen.items()))
+            t = next(iter(self._seen.values()))
             if t >= now_ms - 2 * self.window_ms and len(self._seen) < self.limit:
                 break
             self._seen.popitem(last=False)

@@ -57,7 +57,7 @@ from consensus.statetree import StateProof
 from consensus.types import Block, CommitCertificate, Genesis, Tx, ValidatorSet
 from contracts.codes import Code
 from contracts.context import Event, State
-from contracts.execute import BlockExecution, Ledger, TxResult
+from contracts.execute import BlockExecution, CommitBatch, Ledger, TxResult
 from contracts.records import (
     STATE,
     Access,
@@ -151,6 +151,19 @@ def _decode_tx(raw: bytes) -> Tx | None:
         return None
 
 
+@dataclass
+class PendingBlock:
+    """A block made and signed, its batch computed, not yet written (NodeCore.prepare_block)."""
+
+    block: Block
+    commit: CommitCertificate
+    execution: BlockExecution
+    batch: CommitBatch
+    decoded: list[Tx | None]
+    shredded: set[bytes]
+    orphans: list[bytes]
+
+
 class NodeCore:
     """One node's ledger, block store, mempool and vault (module rules NODE-1..NODE-7).
 
@@ -237,6 +250,14 @@ class NodeCore:
     def produce_block(self, now_ms: int) -> CommittedBlock | None:
         """Make, sign and commit the next block from the mempool; None if there is nothing ready (empty
         mempool, or only nonce gaps) or this node cannot produce alone."""
+        pending = self.prepare_block(now_ms)
+        if pending is None:
+            return None
+        self.write_block(pending)
+        return self.finish_block(pending)
+
+    def prepare_block(self, now_ms: int) -> PendingBlock | None:
+        """Step 1 of 3 (the node's event loop): reap, execute, sign the commit, compute the batch."""
         with self._lock:
             if not len(self.mempool) or not self.can_produce():
                 return None
@@ -259,18 +280,31 @@ class NodeCore:
             puts = self.blockstore.puts_for(block, commit, ex.tx_hashes, ex.results)
             vault_puts, shredded, orphans = self._vault_records(decoded, ex)
             puts.update(vault_puts)
-            ledger.commit(ex, puts, block_hash=block.hash, sync=True)
+            batch = ledger.commit_batch(ex, puts, block_hash=block.hash)
+            return PendingBlock(block, commit, ex, batch, decoded, shredded, orphans)
 
+    def write_block(self, pending: PendingBlock) -> None:
+        """Step 2 of 3: the one atomic, fsynced write (NODE-1). Safe to run in a worker thread while the
+        event loop goes on admitting transactions: it touches nothing but the store, whose readers see the
+        whole batch or none of it. This is what lets blocks grow with the load (group commit)."""
+        self.store.write(pending.batch.puts, pending.batch.deletes, True)
+
+    def finish_block(self, pending: PendingBlock) -> CommittedBlock:
+        """Step 3 of 3 (the event loop): move the ledger and the mempool past the written block."""
+        with self._lock:
+            ex = pending.execution
+            self.ledger.committed(pending.batch)
             self.mempool.remove_committed(ex.tx_hashes)
-            dropped = self.mempool.recheck({tx.sender for tx in decoded if tx is not None})
+            dropped = self.mempool.recheck({tx.sender for tx in pending.decoded if tx is not None})
+            orphans = list(pending.orphans)
             orphans.extend(d.blob for d in dropped if d.blob)
             self._delete_orphans(orphans)
-            if shredded:
+            if pending.shredded:
                 self._erasures_pending = True
             self._finish_erasures()
-            log.debug("committed block %d (%d txs, app hash %s)", block.height, len(txs),
+            log.debug("committed block %d (%d txs, app hash %s)", pending.block.height, len(pending.block.txs),
                       ex.app_hash.hex()[:16])
-            return CommittedBlock(block, commit, ex)
+            return CommittedBlock(pending.block, pending.commit, ex)
 
     # ---- the vault (NODE-4..NODE-6) --------------------------------------------------------------------
 

@@ -110,14 +110,31 @@ class NodeService:
     # ---- the producer -------------------------------------------------------------------------------------
 
     async def _produce_forever(self) -> None:
+        try:
+            await self._produce_loop()
+        except Exception:
+            # A failure to produce or commit a block is a bug or a broken disk: the node must not go on
+            # answering as if it were alive. Log it and stop the process (the operator restarts it; every
+            # committed block is intact, the failed one was never written).
+            log.exception("block production failed; stopping the node")
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    async def _produce_loop(self) -> None:
         while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             while not self._stopping and len(self.core.mempool) > 0:
                 t0 = time.perf_counter()
-                cb = self.core.produce_block(self.now_ms())
-                if cb is None:
+                pending = self.core.prepare_block(self.now_ms())
+                if pending is None:
                     break
+                # The fsynced write runs in a worker thread: meanwhile the loop admits transactions, and
+                # the next block takes all that arrived (group commit), however short the write.
+                await asyncio.to_thread(self.core.write_block, pending)
+                cb = self.core.finish_block(pending)
                 self.metrics.block_seconds.observe(time.perf_counter() - t0)
                 self._after_block(cb)
                 await asyncio.sleep(0)  # let the API answer between blocks

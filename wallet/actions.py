@@ -275,7 +275,8 @@ def grant_window_ms(days: float) -> int:
     return int(time.time() * 1000 + days * 86_400_000)
 
 
-__all__ = ["Actor", "ChainRefused", "DelegateActor", "Pulled", "Receipt", "WalletSession", "grant_window_ms", "subject_ref"]
+__all__ = ["Actor", "ChainRefused", "DelegateActor", "Pulled", "Receipt", "WalletSession", "grant_window_ms",
+           "subject_ref"]
 
 
 def _secrets(actor: Actor) -> list[bytes]:
