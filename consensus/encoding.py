@@ -65,6 +65,12 @@ def encode_value(value: Value | Sequence[Any]) -> bytes:
     return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
 
 
+def pack(value: Any) -> bytes:
+    """msgpack of a value whose parts are already known to be valid (checked fields of a Struct): the same
+    bytes as `encode_value`, without walking the value first."""
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
 def _decode_check(v: object, depth: int = 0) -> None:
     if depth > 32:
         raise DecodeError("value nested deeper than 32 levels")

@@ -28,6 +28,7 @@ from consensus.encoding import (
     Text,
     encode_value,
     field_,
+    pack,
 )
 from consensus.errors import SignatureError, ValidationError
 from consensus.merkle import EMPTY_ROOT, merkle_root
@@ -77,7 +78,8 @@ class Tx(Struct):
 
     @cached_property
     def signing_payload(self) -> bytes:
-        return self.signing_payload_of(self.sender, self.pubkey, self.nonce, self.type, self.body)
+        # The fields are checked already: pack them directly (same bytes as signing_payload_of).
+        return pack([self.sender, self.pubkey, self.nonce, self.type, self.body])
 
     def signature_valid(self) -> bool:
         return verify(self.pubkey, Domain.TX, self.chain_id, self.signing_payload, self.signature)

@@ -25,7 +25,7 @@ from typing import Any
 
 from consensus.app import AppInfo, BlockContext, CheckResult
 from consensus.encoding import HASH as HASH_CODEC
-from consensus.encoding import HASH_OR_EMPTY, U64, Optional, Struct, Text, field_
+from consensus.encoding import HASH_OR_EMPTY, U64, Optional, Struct, Text, field_, pack
 from consensus.errors import DecodeError, ValidationError
 from consensus.kv import KVStore, Overlay
 from consensus.merkle import merkle_root
@@ -105,6 +105,8 @@ class Ledger:
         self.store = store
         self.verified = verified
         self.cache = RecordCache()
+        self._decoded: dict[bytes, tuple[Tx, Struct]] = {}
+        self._decoded_limit = 100_000
         raw = store.get(META_LAST)
         self._last = None if raw is None else LastBlock.decode(raw)
         self.tree = StateTree(store, self._last.app_hash if self._last else EMPTY, cache_size=tree_cache_size)
@@ -170,9 +172,10 @@ class Ledger:
         if body_cls is None:
             return CheckResult(Code.UNKNOWN_TX_TYPE, tx.type)
         try:
-            body_cls.decode(tx.body)
+            body = body_cls.decode(tx.body)
         except (DecodeError, ValidationError) as e:
             return CheckResult(Code.MALFORMED_BODY, str(e))
+        self._remember_decoded(tx.hash, tx, body)
         if not (tx.hash in self.verified or tx.signature_valid()):
             return CheckResult(Code.BAD_SIGNATURE)
         acct = self.state().account(tx.sender)
@@ -185,6 +188,14 @@ class Ledger:
         if acct.status != Status.ACTIVE:
             return CheckResult(Code.ACCOUNT_SUSPENDED)
         return CheckResult(Code.OK)
+
+    def _remember_decoded(self, tx_hash: bytes, tx: Tx, body: Struct) -> None:
+        """Keep what check_tx decoded for execution (keyed by the hash of the bytes: decoding is a pure
+        function of them, so a hit is exactly what decoding again would give)."""
+        d = self._decoded
+        if len(d) >= self._decoded_limit:
+            del d[next(iter(d))]
+        d[tx_hash] = (tx, body)
 
     def prepare_proposal(self, ctx: BlockContext, raw_txs: Sequence[bytes], max_bytes: int) -> list[bytes]:
         params = self.state().params()
@@ -212,7 +223,7 @@ class Ledger:
         for i, raw in enumerate(raw_txs):
             tx_hash = hashlib.sha256(raw).digest()
             code, object_id, tx_events = self._execute_tx(st, ctx, raw, tx_hash, i)
-            results.append(TxResult(code, object_id).encode())
+            results.append(pack([code, object_id]))  # == TxResult(code, object_id).encode()
             hashes.append(tx_hash)
             events.extend(tx_events)
         next_validators = _apply_pending_validators(st, ctx.height + 1, validators)
@@ -223,10 +234,15 @@ class Ledger:
     def _execute_tx(self, st: State, block: BlockContext, raw: bytes, tx_hash: bytes,
                     index: int) -> tuple[str, bytes, list[Event]]:
         # EXE-2: is this a valid act of a known account? If not, nothing changes.
-        try:
-            tx = Tx.decode(raw)
-        except (DecodeError, ValidationError):
-            return Code.MALFORMED_TX, b"", []
+        known = self._decoded.pop(tx_hash, None)
+        if known is not None:
+            tx, body = known
+        else:
+            try:
+                tx = Tx.decode(raw)
+            except (DecodeError, ValidationError):
+                return Code.MALFORMED_TX, b"", []
+            body = None
         if tx.chain_id != block.chain_id:
             return Code.WRONG_CHAIN, b"", []
         if not (tx_hash in self.verified or tx.signature_valid()):
@@ -251,10 +267,11 @@ class Ledger:
             body_cls = TX_BODIES.get(tx.type)
             if body_cls is None:
                 raise Failure(Code.UNKNOWN_TX_TYPE, tx.type)
-            try:
-                body = body_cls.decode(tx.body)
-            except (DecodeError, ValidationError) as e:
-                raise Failure(Code.MALFORMED_BODY, str(e)) from None
+            if body is None:
+                try:
+                    body = body_cls.decode(tx.body)
+                except (DecodeError, ValidationError) as e:
+                    raise Failure(Code.MALFORMED_BODY, str(e)) from None
             HANDLERS[tx.type](ctx, body)
         except Failure as f:
             st.overlay.revert(mark)

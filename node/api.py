@@ -187,13 +187,16 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
             raise ApiError(400, "malformed_json", "the body must be a JSON object")
         return obj
 
-    def decode_tx_hex(value: object) -> tuple[bytes, Tx]:
+    def tx_bytes(value: object) -> bytes:
         if not isinstance(value, str):
             raise ApiError(400, "malformed_tx", "a transaction is a hex string")
         try:
-            raw = bytes.fromhex(value)
+            return bytes.fromhex(value)
         except ValueError:
             raise ApiError(400, "malformed_tx", "the transaction is not valid hex") from None
+
+    def decode_tx_hex(value: object) -> tuple[bytes, Tx]:
+        raw = tx_bytes(value)
         try:
             return raw, Tx.decode(raw)
         except (DecodeError, ValidationError) as e:
@@ -255,14 +258,14 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
             results = []
             for item in items:
                 try:
-                    raw, _ = decode_tx_hex(item)
+                    raw = tx_bytes(item)
                 except ApiError as e:
                     results.append({"hash": None, "code": e.code, "message": e.message})
                     continue
-                h, code, msg = service.submit(raw)
+                h, code, msg = service.submit(raw)  # the mempool decodes and checks it, once
                 results.append({"hash": h.hex(), "code": code, "message": msg})
             return JSONResponse({"results": results}, status_code=202)
-        raw, _tx = decode_tx_hex(body.get("tx"))
+        raw = tx_bytes(body.get("tx"))
         h, code, msg = service.submit(raw)
         if code != "ok" and code != "duplicate":
             raise ApiError(400, code, msg or f"the transaction was refused: {code}")

@@ -256,17 +256,25 @@ class NodeCore:
         self.write_block(pending)
         return self.finish_block(pending)
 
-    def prepare_block(self, now_ms: int) -> PendingBlock | None:
-        """Step 1 of 3 (the node's event loop): reap, execute, sign the commit, compute the batch."""
+    def next_expiry_ms(self) -> int | None:
+        """The not_after of the grant that expires first (CON-6), or None when no grant is live."""
         with self._lock:
-            if not len(self.mempool) or not self.can_produce():
+            for rest, _ in self.ledger.state().scan(Kind.EXPIRY):
+                return int.from_bytes(rest[:8], "big")
+            return None
+
+    def prepare_block(self, now_ms: int, *, allow_empty: bool = False) -> PendingBlock | None:
+        """Step 1 of 3 (the node's event loop): reap, execute, sign the commit, compute the batch.
+        `allow_empty` makes a block even with no transaction waiting (so that grants expire on time)."""
+        with self._lock:
+            if not (len(self.mempool) or allow_empty) or not self.can_produce():
                 return None
             assert self.signer is not None and self.address is not None
             ledger = self.ledger
             last = ledger.last
             params = ledger.state().params()
             txs = self.mempool.reap(params.max_block_txs, params.max_block_bytes, overhead=TX_SIZE_OVERHEAD)
-            if not txs:
+            if not txs and not allow_empty:
                 return None
             ctx = BlockContext(ledger.chain_id, last.height + 1, max(now_ms, last.time_ms + 1), self.address)
             txs = ledger.prepare_proposal(ctx, txs, params.max_block_bytes)

@@ -124,20 +124,37 @@ class NodeService:
 
     async def _produce_loop(self) -> None:
         while not self._stopping:
-            await self._wake.wait()
+            expiry = self.core.next_expiry_ms()
+            if expiry is None:
+                await self._wake.wait()
+            else:
+                # No transaction may come for a while, yet a grant must expire on time (CON-6) and its
+                # holder hear of it: wake up when the first live grant passes its not_after.
+                delay = max(0.0, (expiry + 1 - self.now_ms()) / 1000)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=min(delay, 3600.0))
+                except TimeoutError:
+                    if self.now_ms() > expiry:
+                        await self._produce_one(allow_empty=True)
+                    continue
             self._wake.clear()
             while not self._stopping and len(self.core.mempool) > 0:
-                t0 = time.perf_counter()
-                pending = self.core.prepare_block(self.now_ms())
-                if pending is None:
+                if not await self._produce_one():
                     break
-                # The fsynced write runs in a worker thread: meanwhile the loop admits transactions, and
-                # the next block takes all that arrived (group commit), however short the write.
-                await asyncio.to_thread(self.core.write_block, pending)
-                cb = self.core.finish_block(pending)
-                self.metrics.block_seconds.observe(time.perf_counter() - t0)
-                self._after_block(cb)
                 await asyncio.sleep(0)  # let the API answer between blocks
+
+    async def _produce_one(self, allow_empty: bool = False) -> bool:
+        t0 = time.perf_counter()
+        pending = self.core.prepare_block(self.now_ms(), allow_empty=allow_empty)
+        if pending is None:
+            return False
+        # The fsynced write runs in a worker thread: meanwhile the loop admits transactions, and the next
+        # block takes all that arrived (group commit), however short the write.
+        await asyncio.to_thread(self.core.write_block, pending)
+        cb = self.core.finish_block(pending)
+        self.metrics.block_seconds.observe(time.perf_counter() - t0)
+        self._after_block(cb)
+        return True
 
     def _after_block(self, cb: CommittedBlock) -> None:
         ex = cb.execution
