@@ -56,9 +56,10 @@ def wallet_grant(ctx: Ctx, a: Namespace) -> None:
     assets = [hex32(x, "asset id") for x in csv(a.asset)]
     if not assets:
         raise CliError("name at least one asset: --asset ID[,ID...]")
+    grantee = ctx.account(a.to)
+    request_id = hex32(a.request, "request id") if a.request else b""
     ctx.out.progress("decrypting the assets, building the package for the grantee...")
-    r = s.grant(ctx.account(a.to), assets, csv(a.fields), a.purpose, grant_window_ms(a.days), a.uses,
-                request_id=hex32(a.request, "request id") if a.request else b"")
+    r = s.grant(grantee, assets, csv(a.fields), a.purpose, grant_window_ms(a.days), a.uses, request_id=request_id)
     ctx.out.result({"grant": r.object_id.hex(), **r.to_json()}, f"granted: grant {r.object_id.hex()} "
                    f"(height {r.height})")
 

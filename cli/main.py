@@ -63,8 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def cmd(parent: Any, name: str, fn: Callable[..., None], help: str, acting: bool = False) -> Any:
-        sp = parent.add_parser(name, help=help, description=help)
+    # The global options are accepted after the command too (`mydata audit replay --node URL ...`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--node", default=argparse.SUPPRESS, help="node API URL")
+    common.add_argument("--wallet-dir", default=argparse.SUPPRESS, help="keystore directory")
+    common_json = argparse.ArgumentParser(add_help=False, parents=[common])
+    common_json.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+
+    def cmd(parent: Any, name: str, fn: Callable[..., None], help: str, acting: bool = False,
+            json_flag: bool = True) -> Any:
+        sp = parent.add_parser(name, help=help, description=help, parents=[common_json if json_flag else common])
         sp.set_defaults(func=fn)
         if acting:
             sp.add_argument("--as", dest="as_", metavar="NAME", help="the wallet identity that acts")
@@ -199,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     au = sub.add_parser("audit", help="independent verification").add_subparsers(dest="sub", required=True,
                                                                                 metavar="SUB")
     ar = cmd(au, "replay", c.audit_replay, "re-verify the chain from genesis and report every grant and access",
-             acting=True)
+             acting=True, json_flag=False)
     ar.add_argument("--home", help="read the blocks from a node home instead of a node")
     ar.add_argument("--genesis", required=True)
     ar.add_argument("--json", dest="json_file", metavar="FILE", help="write the full report as JSON")
@@ -241,12 +249,21 @@ def main(argv: list[str] | None = None) -> int:
         print("mydata: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
+        from consensus.errors import LedgerError
         from node.config import ConfigError
+        from node.core import NodeError
 
-        if isinstance(e, ConfigError | OSError):
-            print(f"mydata: {e}", file=sys.stderr)
+        if isinstance(e, ConfigError | NodeError | LedgerError | OSError | ValueError):
+            print(f"mydata: {_one_line(e)}", file=sys.stderr)
             return 1
         raise
+
+
+def _one_line(e: Exception) -> str:
+    text = e.args[0] if len(e.args) == 1 and isinstance(e.args[0], bytes | str) else str(e)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return " ".join(str(text).split())
 
 
 if __name__ == "__main__":

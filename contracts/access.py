@@ -4,7 +4,9 @@ Rules (docs/contracts.md, ACC-1..ACC-3):
 
 - ACC-1  The sender is an active consumer and the grantee of the grant.
 - ACC-2  The grant is in state `granted`, its not_after is not before the block time, it has uses left,
-         and it covers the asset; the asset is active (not superseded, revoked or erased).
+         and it covers the asset; the asset is active (not superseded, revoked or erased); and no other asset
+         of the grant is erased either (the grant's one package holds that asset's fields too, so the vault
+         shredded it: the grant can deliver nothing any more).
 - ACC-3  A successful access consumes exactly one use and is stored with its grant, asset, holder,
          consumer, purpose, use number and block time; the last use moves the grant to `used_up`.
 """
@@ -49,6 +51,11 @@ def record(ctx: TxContext, body: RecordAccess) -> None:
     assert a is not None, "a grant only names assets that existed"
     if a.status != AssetStatus.ACTIVE:
         raise Failure(_INACTIVE_ASSET[AssetStatus(a.status)])
+    for other in g.assets:
+        if other != a.id:
+            o = st.get(Asset, Kind.ASSET, other)
+            require(o is not None and o.status != AssetStatus.ERASED, Code.ASSET_ERASED,
+                    "another asset of this grant was erased, and the grant's package with it")
 
     uses = g.uses + 1
     g = g.evolve(uses=uses)

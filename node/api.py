@@ -181,8 +181,8 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
     async def json_body(request: Request) -> dict[str, Any]:
         try:
             obj = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "malformed_json", "the body is not valid JSON") from None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise ApiError(400, "malformed_json", "the body is not valid JSON (or nested too deeply)") from None
         if not isinstance(obj, dict):
             raise ApiError(400, "malformed_json", "the body must be a JSON object")
         return obj
@@ -368,8 +368,15 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
         except (DecodeError, ValidationError) as e:
             raise ApiError(400, "malformed_body", str(e)) from None
         st = core.state()
+        acct = st.account(caller.id)
+        if acct is not None and tx.chain_id == core.chain_id and tx.nonce > acct.nonce:
+            # A pull is answered while the caller waits: it must run in the next block, not wait in the
+            # mempool behind a nonce gap (and consume a use long after the caller gave up).
+            raise ApiError(409, "nonce_not_next", f"a pull must carry the account's next nonce ({acct.nonce}); "
+                                                  "wait for your pending transactions first")
         grant = st.get(Grant, Kind.GRANT, ra.grant_id)
-        if grant is not None and grant.grantee == caller.id and core.vault_get(grant.package_hash) is None:
+        if (grant is not None and grant.grantee == caller.id and core.vault_get(grant.package_hash) is None
+                and not core.is_erased(grant.package_hash)):
             raise ApiError(409, "package_missing", "the holder has not uploaded this grant's package yet")
         h, code, msg = service.submit(raw)
         if code != "ok" and code != "duplicate":

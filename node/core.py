@@ -335,6 +335,11 @@ class NodeCore:
                 return None
             return self.vault.get(blob_hash)
 
+    def is_erased(self, blob_hash: bytes) -> bool:
+        """Whether the blob was shredded (an erased asset's payload, or a package that held its fields)."""
+        with self._lock:
+            return self.store.get(VAULT_GONE + blob_hash) is not None
+
     def is_referenced(self, blob_hash: bytes) -> bool:
         """Whether an upload of `blob_hash` would be accepted now (NODE-4)."""
         with self._lock:

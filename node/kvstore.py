@@ -16,6 +16,10 @@ from consensus.kv import prefix_upper_bound
 __all__ = ["LevelDBKV"]
 
 
+class StoreError(OSError):
+    """The LevelDB directory cannot be opened: missing, corrupt, or locked by another process."""
+
+
 class LevelDBKV:
     """A :class:`consensus.kv.KVStore` over one LevelDB directory.
 
@@ -28,7 +32,14 @@ class LevelDBKV:
         import plyvel
 
         self._path = os.fspath(path)
-        self._db: Any = plyvel.DB(self._path, create_if_missing=create_if_missing)
+        try:
+            self._db: Any = plyvel.DB(self._path, create_if_missing=create_if_missing)
+        except (plyvel.IOError, plyvel.Error) as e:
+            msg = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+            if "lock" in msg.lower():
+                raise StoreError(f"the store {self._path} is locked by another process (is a node already "
+                                 "running on this home?)") from None
+            raise StoreError(f"cannot open the store {self._path}: {msg}") from None
 
     @property
     def path(self) -> str:

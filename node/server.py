@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -32,10 +37,40 @@ def run_node(home: Path, api: str | None = None) -> None:
              status["height"], status["app_hash"], config.api)
     service = NodeService(core)
     app = create_app(service)
-    server = uvicorn.Server(uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning",
-                                           access_log=False, lifespan="on"))
+    server = _Server(uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning",
+                                    access_log=False, lifespan="on", timeout_graceful_shutdown=5))
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _request_exit, server, sig)
+        await server.serve()
+
     try:
-        server.run()
+        _run(serve())
     finally:
         core.close()
         log.info("node %s stopped", config.name)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal capture: uvicorn re-raises a captured SIGTERM after shutting
+    down, which would kill the process before the store is closed. The node installs its own handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _request_exit(server: uvicorn.Server, sig: signal.Signals) -> None:
+    log.info("received %s: stopping", sig.name)
+    server.should_exit = True
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)

@@ -132,8 +132,18 @@ class WalletSession:
                 r = self.client.submit(tx, wait=True)
             else:
                 self.client.submit(tx, wait=False)
-                self.client.vault_put(*blob)
-                r = self.wait(tx.hash)
+                try:
+                    self.client.vault_put(*blob)
+                except ApiError as e:
+                    # The transaction may have committed with a failure before the upload: its blob is then
+                    # referenced by nothing. Report the chain's verdict, not the vault's.
+                    if e.code != "not_referenced":
+                        raise
+                    r = self.wait(tx.hash)
+                    if r["code"] == "ok":
+                        self.client.vault_put(*blob)
+                else:
+                    r = self.wait(tx.hash)
         except ApiError as e:
             if e.status == 400 and check:
                 raise ChainRefused(e.code, e.message) from None
