@@ -37,6 +37,8 @@ def wallet_show(ctx: Ctx, a: Namespace) -> None:
     info: dict[str, Any] = dict(ctx.keystore.export_public(name))
     if not a.offline:
         try:
+            if a.name:
+                a.as_ = a.name
             s = ctx.session()
             info["on_chain"] = s.me()
         except Exception as e:
@@ -117,6 +119,9 @@ def _load_record(a: Namespace) -> dict[str, str]:
             raise CliError(f"cannot read the record {a.record}: {e}") from None
         if not isinstance(obj, dict):
             raise CliError("a record file is a JSON object of field name -> value")
+        bad = [k for k, v in obj.items() if isinstance(v, bool) or not isinstance(v, str | int)]
+        if bad:
+            raise CliError(f"field values are strings (or integers): fix {', '.join(map(str, bad))}")
         return {str(k): str(v) for k, v in obj.items()}
     return _record(a.field or [])
 
@@ -181,8 +186,8 @@ def _pk(v: str, what: str) -> bytes:
 def _propose(ctx: Ctx, action: Any, what: str) -> None:
     r = ctx.session().propose(action)
     ctx.out.result({"proposal": r.object_id.hex(), **r.to_json()},
-                   f"{what}: proposal {r.object_id.hex()} (runs when enough admins approve; "
-                   f"`mydata admin approve ID`)")
+                   f"{what}: proposal {r.object_id.hex()} (it runs once the admins' approvals reach the "
+                   "threshold, at once if the threshold is 1; others approve with `mydata admin approve ID`)")
 
 
 def admin_register_member(ctx: Ctx, a: Namespace) -> None:

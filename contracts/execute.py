@@ -175,9 +175,9 @@ class Ledger:
             body = body_cls.decode(tx.body)
         except (DecodeError, ValidationError) as e:
             return CheckResult(Code.MALFORMED_BODY, str(e))
-        self._remember_decoded(tx.hash, tx, body)
         if not (tx.hash in self.verified or tx.signature_valid()):
             return CheckResult(Code.BAD_SIGNATURE)
+        self._remember_decoded(tx.hash, tx, body)
         acct = self.state().account(tx.sender)
         if acct is None:
             return CheckResult(Code.UNKNOWN_SENDER)

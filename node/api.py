@@ -26,6 +26,7 @@ from contracts.records import Grant, Kind
 from contracts.txs import RecordAccess
 from node import authz
 from node.auth import AuthError, Caller, RequestAuthenticator
+from node.core import NodeBusy
 from node.service import NodeService
 from node.vault import DEFAULT_MAX_BLOB_BYTES, VaultError
 
@@ -268,9 +269,9 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
         raw = tx_bytes(body.get("tx"))
         h, code, msg = service.submit(raw)
         if code != "ok" and code != "duplicate":
-            raise ApiError(400, code, msg or f"the transaction was refused: {code}")
+            raise ApiError(503 if code == "mempool_full" else 400, code, msg or f"the transaction was refused: {code}")
         if not wait:
-            return JSONResponse({"hash": h.hex(), "code": "accepted"}, status_code=202)
+            return JSONResponse({"hash": h.hex(), "code": code}, status_code=202)
         outcome = await service.wait_committed(h, commit_timeout)
         if outcome is None:
             raise ApiError(504, "commit_timeout", f"transaction {h.hex()} not committed within {commit_timeout} s")
@@ -323,7 +324,7 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
         st = core.state()
         rec = authz.load_object(st, kind, oid)
         if rec is None or not authz.can_read_object(st, caller, rec):
-            raise ApiError(404, f"unknown_{kind.rstrip('s')}", "no such object (or not visible to you)")
+            raise ApiError(404, authz.NOT_FOUND_CODES[kind], "no such object (or not visible to you)")
         return oid, rec
 
     # ---- the vault -------------------------------------------------------------------------------------------
@@ -336,8 +337,8 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
         try:
             created = core.vault_put(h, data)
         except VaultError as e:
-            status = {"too_large": 413, "hash_mismatch": 400, "not_referenced": 403}.get(e.code, 400)
-            raise ApiError(status, e.code, str(e)) from None
+            status = {"too_large": 413, "hash_mismatch": 400, "not_referenced": 403, "erased": 410}.get(e.code, 400)
+            raise ApiError(status, e.code, e.message or e.code) from None
         return JSONResponse({"hash": blob_hash, "stored": True}, status_code=201 if created is not False else 200)
 
     @app.get("/v1/vault/{blob_hash}", tags=["vault"])
@@ -442,7 +443,10 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
         caller = await signed(request)
         oid, _ = _object(kind, object_id, caller)
         key = authz.OBJECT_KINDS[kind][0] + oid
-        app_hash, height, p, value = core.prove(key)
+        try:
+            app_hash, height, p, value = core.prove(key)
+        except NodeBusy as e:
+            raise ApiError(503, "retry", str(e)) from None
         return {"key": key.hex(), "value": None if value is None else value.hex(), "app_hash": app_hash.hex(),
                 "height": height, "proof": p.encode().hex()}
 

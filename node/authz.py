@@ -11,7 +11,7 @@
 | asset request   | the holder who asked, the issuer asked, auditors                             |
 | listings        | the account itself and auditors                                              |
 | vault blob      | an asset's ciphertext: its holder and issuer; packages only through a pull   |
-| full blocks     | auditors and validators (others get headers and transaction hashes)          |
+| full blocks     | auditors, validators and admins (others get headers and transaction hashes)  |
 
 Anything a caller may not read answers exactly like something that does not exist (404), so ids cannot be
 probed.
@@ -47,6 +47,9 @@ OBJECT_KINDS: dict[str, tuple[bytes, type[Struct]]] = {
     "consent-requests": (Kind.CONSENT_REQUEST, ConsentRequest),
     "asset-requests": (Kind.ASSET_REQUEST, AssetRequest),
 }
+
+NOT_FOUND_CODES = {"assets": "unknown_asset", "grants": "unknown_grant", "accesses": "unknown_access",
+                   "consent-requests": "unknown_consent_request", "asset-requests": "unknown_asset_request"}
 
 LISTINGS = ("assets", "grants", "accesses", "requests")
 

@@ -2,7 +2,7 @@
 light. The HTTP API and the consensus driver are shells around it; it opens no sockets and reads no clock
 (the caller passes the time).
 
-Rules of this module (NODE-1..NODE-7; docs/node.md is to collect them with the node's other rules):
+Rules of this module (NODE-1..NODE-7; collected in docs/operations.md):
 
 - NODE-1  One store holds state, blocks, commits, results, indexes and the vault bookkeeping: everything a
           block changes is written by ONE ``Ledger.commit`` batch with ``sync=True`` (one fsync). A crash
@@ -43,6 +43,7 @@ import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from hashlib import sha256 as _sha256
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -117,6 +118,14 @@ INDEX_OBJECTS: dict[bytes, tuple[bytes, type[Struct], str]] = {
 class NodeError(Exception):
     """The node cannot do what was asked because of its own state or configuration (not the caller's
     input: that is a VaultError, a ValueError, or a refusal code)."""
+
+
+def sha256_(data: bytes) -> bytes:
+    return _sha256(data).digest()
+
+
+class NodeBusy(NodeError):
+    """A read that would straddle a block being written: ask again in a moment."""
 
 
 class GenesisMismatch(NodeError):
@@ -544,4 +553,11 @@ class NodeCore:
             tree = self.ledger.tree
             if tree.root != last.app_hash:
                 raise NodeError("the state tree is not at the last committed app hash")
-            return last.app_hash, last.height, tree.prove(state_key), self.store.get(STATE + state_key)
+            proof = tree.prove(state_key)
+            value = self.store.get(STATE + state_key)
+            # While a block is being written (off the event loop) the store may already hold its values
+            # while the tree still stands at the previous root: never pair the two.
+            want = proof.leaf_value_hash if proof.leaf_key_hash == sha256_(state_key) else b""
+            if (value is None) != (want == b"") or (value is not None and sha256_(value) != want):
+                raise NodeBusy("a block is being written; ask again")
+            return last.app_hash, last.height, proof, value

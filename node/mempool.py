@@ -1,6 +1,6 @@
 """The mempool: transactions that passed the ledger's checks and wait for a block.
 
-Rules of this module (MEM-1..MEM-6; docs/node.md is to collect them with the node's other rules):
+Rules of this module (MEM-1..MEM-6; collected in docs/operations.md):
 
 - MEM-1  Admission, cheapest refusal first: a transaction already waiting (``duplicate``); a full pool
          (``mempool_full``: ``max_txs`` transactions or ``max_bytes`` bytes); bytes that are not a

@@ -1,6 +1,6 @@
 """The off-chain encrypted vault: a content-addressed store of ciphertext blobs in one directory.
 
-Rules of this module (VLT-1..VLT-4; docs/node.md is to collect them with the node's other rules):
+Rules of this module (VLT-1..VLT-4; collected in docs/operations.md):
 
 - VLT-1  A blob is named by the SHA-256 of its bytes; ``put`` refuses bytes whose hash is not the name
          (``hash_mismatch``) and blobs larger than the cap (``too_large``). The vault never decrypts: it

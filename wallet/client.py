@@ -107,8 +107,9 @@ class Client:
     def status(self) -> dict[str, Any]:
         return dict(self.request("GET", "/v1/status"))
 
-    def block(self, height: int, raw: bool = False) -> Any:
-        return self.request("GET", f"/v1/blocks/{height}" + ("?format=raw" if raw else ""), raw=raw)
+    def block(self, height: int) -> Any:
+        """A block as JSON; signed as an auditor or validator, it also carries the canonical `raw` bytes."""
+        return self.request("GET", f"/v1/blocks/{height}")
 
     def submit(self, tx: Tx, wait: bool = True) -> dict[str, Any]:
         """Submit one transaction; with `wait`, return its committed result (code, height, object id)."""

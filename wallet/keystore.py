@@ -224,7 +224,7 @@ class _KeyFile:
         if obj["cipher"] != CIPHER:
             raise KeystoreError(f"unsupported cipher {obj['cipher']!r}")
         name = obj["name"]
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise KeystoreError("corrupted key file: bad name")
         prev = obj["previous"]
         if not isinstance(prev, list) or len(prev) >= MAX_GENERATIONS:
@@ -271,7 +271,7 @@ def _check_meta(key: str, v: object) -> str | None:
 
 
 def _check_name(name: object) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise KeystoreError(f"invalid identity name {name!r}: use 1-64 of a-z 0-9 _ . - "
                             "starting with a letter or digit")
     return name

@@ -27,9 +27,10 @@ Errors (all raised by this package; `PeerError` means "the other side, or the ne
     │   └── PeerTimeout            ReadTimeout (peer silent too long), WriteTimeout (peer not reading)
     └── UsageError (ValueError)    the caller erred: an empty or oversized message, bad arguments
 
-Wire format (docs/protocol.md, P2P-1..P2P-4). `||` is concatenation; integers are unsigned big-endian unless
-said otherwise; every message, handshake or transport, is a frame `u32 length || body`, and every handshake
-body has one fixed length, so the length header is checked before the body is read:
+Wire format, rules P2P-1..P2P-4 (this docstring is their source until docs/protocol.md has them). `||` is
+concatenation; integers are unsigned big-endian unless said otherwise; every message, handshake or transport,
+is a frame `u32 length || body`, and every handshake body has one fixed length, so the length header is
+checked before the body is read:
 
     I = initiator (dialer), R = responder (listener)
     x_I, x_R   ephemeral X25519 secrets (fresh per connection); e_I, e_R their public keys (32 bytes)
@@ -42,7 +43,8 @@ body has one fixed length, so the length header is checked before the body is re
         h0 = H(u8 13 || "mydata/p2p/v1" || u8 len(chain_id) || chain_id UTF-8)
         h1 = H(h0 || body1)        h2 = H(h1 || e_R)        h3 = H(h2 || c2)        h4 = H(h3 || c3)
         (every input after h0 has a fixed length, so the concatenations are unambiguous.)
-        dh = X25519(x_I, e_R) = X25519(x_R, e_I); refused if all zero (a low-order or zero key)
+        dh = X25519(x_I, e_R) = X25519(x_R, e_I); refused if all zero (a low-order or zero key), and an
+        e_R equal to e_I (a reflection) is refused
         hk_i2r || hk_r2i = HKDF(ikm=dh, salt=h2, info="mydata/p2p/v1 handshake", 64 bytes)
         k_i2r  || k_r2i  = HKDF(ikm=dh, salt=h4, info="mydata/p2p/v1 transport", 64 bytes)
 
@@ -61,8 +63,10 @@ body has one fixed length, so the length header is checked before the body is re
         NotAMember). Any failure ends the handshake: nothing is sent back, the connection is dropped.
 
     P2P-4 transport (node/p2p/conn.py): frames `u32 L || AEAD(k, n, u32 L, plaintext)`, L = len(plaintext) +
-        16, the I->R direction under k_i2r and R->I under k_r2i, each with its own counter n = 0, 1, 2, ...
-        h4 is the session id: both sides hold the same value (channel binding).
+        16 <= max_frame + 16, the I->R direction under k_i2r and R->I under k_r2i, each with its own counter
+        n = 0, 1, 2, ... The responder may send frames right after M4, the initiator right after checking
+        M4. An empty plaintext is a keepalive. h4 is the session id: both sides hold the same value
+        (channel binding).
 
 The node id of a peer is `node_id(pk) = SHA-256(pk)`, the same as its validator address (consensus.types).
 """
