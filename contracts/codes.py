@@ -78,6 +78,11 @@ class Code(StrEnum):
     NOT_GRANT_HOLDER = "not_grant_holder"
     GRANT_NOT_ACTIVE = "grant_not_active"
 
+    # evidence
+    NOT_MEMBER = "not_member"
+    INVALID_EVIDENCE = "invalid_evidence"
+    DUPLICATE_EVIDENCE = "duplicate_evidence"
+
     # access
     NOT_GRANTEE = "not_grantee"
     GRANT_REVOKED = "grant_revoked"

@@ -31,7 +31,7 @@ from consensus.kv import KVStore, Overlay
 from consensus.merkle import merkle_root
 from consensus.statetree import EMPTY, StateTree
 from consensus.types import Block, Genesis, Tx, ValidatorSet
-from contracts import access, assets, consent, governance, holders
+from contracts import access, assets, consent, evidence, governance, holders
 from contracts.codes import Code, Failure
 from contracts.context import Event, RecordCache, State, TxContext
 from contracts.genesis import AppGenesis
@@ -40,6 +40,7 @@ from contracts.txs import TX_BODIES
 
 HANDLERS: dict[str, Callable[[TxContext, Any], None]] = {
     **governance.HANDLERS, **holders.HANDLERS, **assets.HANDLERS, **consent.HANDLERS, **access.HANDLERS,
+    **evidence.HANDLERS,
 }
 assert set(HANDLERS) == set(TX_BODIES), "every transaction type has exactly one handler"
 
@@ -324,6 +325,14 @@ def apply_block(ledger: Ledger, block: Block, extra_puts: Mapping[bytes, bytes] 
     The previous block's commit certificate (carried by this block) is verified against the validators
     that signed it. The signatures of this block's own commit are checked by whoever holds it (consensus,
     block sync, the auditor's replay)."""
+    ex = verify_and_execute(ledger, block)
+    ledger.commit(ex, extra_puts, block_hash=block.hash, sync=sync)
+    return ex
+
+
+def verify_and_execute(ledger: Ledger, block: Block) -> BlockExecution:
+    """Everything `apply_block` checks, and the staged execution, without committing: what a validator does
+    with a proposal before it votes for it. Raises BlockRejected."""
     h = block.header
     last = ledger.last
     if h.chain_id != ledger.chain_id:
@@ -363,7 +372,6 @@ def apply_block(ledger: Ledger, block: Block, extra_puts: Mapping[bytes, bytes] 
         raise BlockRejected(f"block {h.height}: results differ from the header's results_hash")
     if ex.next_validators.hash != h.next_validators_hash:
         raise BlockRejected(f"block {h.height}: next validator set differs from the header")
-    ledger.commit(ex, extra_puts, block_hash=block.hash, sync=sync)
     return ex
 
 

@@ -32,7 +32,7 @@ from contracts.records import (
     AccountKind,
     Kind,
     PendingValidators,
-    Proposal,
+    AdminProposal,
     Role,
     Schema,
     Status,
@@ -63,7 +63,7 @@ def propose(ctx: TxContext, body: Propose) -> None:
     except (DecodeError, ValidationError) as e:
         raise Failure(Code.MALFORMED_BODY, f"{body.action}: {e}") from None
     pid = ctx.new_id(Kind.PROPOSAL)
-    proposal = Proposal(pid, ctx.sender.id, body.action, body.payload, (ctx.sender.id,), OPEN,
+    proposal = AdminProposal(pid, ctx.sender.id, body.action, body.payload, (ctx.sender.id,), OPEN,
                         ctx.block.height, 0)
     ctx.object_id = pid
     _approve_and_maybe_run(ctx, proposal, action)
@@ -72,7 +72,7 @@ def propose(ctx: TxContext, body: Propose) -> None:
 def approve(ctx: TxContext, body: Approve) -> None:
     """GOV-1, GOV-2, GOV-3."""
     ctx.require_role(Role.ADMIN)
-    p = ctx.state.get(Proposal, Kind.PROPOSAL, body.proposal_id)
+    p = ctx.state.get(AdminProposal, Kind.PROPOSAL, body.proposal_id)
     require(p is not None, Code.UNKNOWN_PROPOSAL)
     assert p is not None
     require(p.status == OPEN, Code.PROPOSAL_CLOSED)
@@ -82,7 +82,7 @@ def approve(ctx: TxContext, body: Approve) -> None:
     _approve_and_maybe_run(ctx, p.evolve(approvals=tuple(sorted((*p.approvals, ctx.sender.id)))), action)
 
 
-def _approve_and_maybe_run(ctx: TxContext, p: Proposal, action: Struct) -> None:
+def _approve_and_maybe_run(ctx: TxContext, p: AdminProposal, action: Struct) -> None:
     # Approvals of admins who have since lost the role or been suspended no longer count.
     live = sum(1 for a in p.approvals if ctx.active_member(a, Role.ADMIN) is not None)
     if live >= ctx.state.threshold():

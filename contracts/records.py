@@ -17,6 +17,7 @@ Authenticated state (`s/` + key, covered by the state tree and hence by the app 
     grant/<id>               Grant
     expiry/<u64be not_after><grant id>  b""  grants to expire, in time order
     access/<id>              Access
+    evidence/<hash>          EvidenceRecord (contracts/evidence.py)
 
 Indexes (`i/<name>/<owner><u64be height><object id>` -> b""): derived data, written in the same atomic batch
 as the state but outside the tree, because they can be rebuilt from it (docs/decisions.md, D-4).
@@ -159,7 +160,7 @@ class PendingValidators(Struct):
 
 
 @dataclass(frozen=True)
-class Proposal(Struct):
+class AdminProposal(Struct):
     id: bytes = field_(HASH)
     proposer: bytes = field_(HASH)
     action: str = field_(Text(32))
@@ -282,6 +283,7 @@ class Kind:
     GRANT = b"grant/"
     EXPIRY = b"expiry/"
     ACCESS = b"access/"
+    EVIDENCE = b"evidence/"
 
 
 class Index:

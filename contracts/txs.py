@@ -17,11 +17,13 @@ from consensus.encoding import (
     U64,
     Bytes,
     ListOf,
+    Nested,
     Struct,
     Text,
     field_,
 )
 from consensus.errors import ValidationError
+from consensus.tendermint import Evidence
 from consensus.types import MAX_TOTAL_POWER, NAME
 from contracts.records import (
     FIELDS,
@@ -285,6 +287,16 @@ class RecordAccess(Struct):
     asset_id: bytes = field_(HASH)
 
 
+# ------------------------------------------------------------------------------------------ evidence
+
+
+@dataclass(frozen=True)
+class SubmitEvidence(Struct):
+    """`evidence.submit` (any member): two conflicting votes of one validator (contracts/evidence.py)."""
+
+    evidence: Evidence = field_(Nested(Evidence))
+
+
 TX_BODIES: dict[str, type[Struct]] = {
     "gov.propose": Propose,
     "gov.approve": Approve,
@@ -303,6 +315,7 @@ TX_BODIES: dict[str, type[Struct]] = {
     "consent.reject": RejectConsent,
     "consent.revoke": RevokeConsent,
     "access.record": RecordAccess,
+    "evidence.submit": SubmitEvidence,
 }
 
 #: What a wallet needs to build a transaction: the type name of each body class (delegates share one).

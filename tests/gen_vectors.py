@@ -18,11 +18,13 @@ from pathlib import Path
 
 import nacl.public
 
+import consensus.tendermint as tm
 from consensus.crypto import Domain, Ed25519Signer, account_id, signing_bytes
 from consensus.encoding import Struct
 from consensus.merkle import EMPTY_ROOT, merkle_root
 from consensus.types import (
     PRECOMMIT,
+    PREVOTE,
     Block,
     CommitCertificate,
     ConsensusParams,
@@ -33,17 +35,18 @@ from consensus.types import (
     ValidatorSet,
     Vote,
 )
+from contracts.evidence import EvidenceRecord
 from contracts.execute import LastBlock, TxResult
 from contracts.genesis import AppGenesis, GenesisMember, GenesisSchema
 from contracts.records import (
     Access,
     Account,
+    AdminProposal,
     Asset,
     AssetRequest,
     ConsentRequest,
     Grant,
     PendingValidators,
-    Proposal,
     Schema,
     ValidatorUpdate,
 )
@@ -68,6 +71,7 @@ from contracts.txs import (
     RotateKeys,
     SetThreshold,
     SetValidator,
+    SubmitEvidence,
     UpdateMember,
 )
 
@@ -174,7 +178,7 @@ def instances() -> dict[str, Struct]:
     out["ValidatorUpdate"] = ValidatorUpdate(signer(12).public_key, 0, "v5")
     out["PendingValidators"] = PendingValidators((
         ValidatorUpdate(signer(12).public_key, 5, "v5"), ValidatorUpdate(VALIDATORS[3].public_key, 0, "v4")))
-    out["Proposal"] = Proposal(
+    out["AdminProposal"] = AdminProposal(
         id=h("proposal-1"), proposer=ADMIN_ID, action="validator.set",
         payload=SetValidator(signer(12).public_key, 5, "v5").encode(), approvals=(ADMIN_ID,), status="open",
         created_height=7, executed_height=0,
@@ -237,6 +241,19 @@ def instances() -> dict[str, Struct]:
     out["RejectConsent"] = RejectConsent(h("consent-request-2"), "")
     out["RevokeConsent"] = RevokeConsent(h("grant-1"))
     out["RecordAccess"] = RecordAccess(h("grant-1"), h("asset-1"))
+
+    ev = tm.Evidence.of(Vote.create(VALIDATORS[0], CHAIN_ID, PREVOTE, 2, 0, block2.hash, T0 + 2100),
+                        Vote.create(VALIDATORS[0], CHAIN_ID, PREVOTE, 2, 0, b"", T0 + 2101))
+    out["SubmitEvidence"] = SubmitEvidence(ev)
+
+    # ---- consensus.tendermint
+    proposal = tm.Proposal.create(VALIDATORS[1], CHAIN_ID, 2, 0, block2.hash, T0 + 2000)
+    out["Proposal"] = proposal
+    out["ProposalMessage"] = tm.ProposalMessage(proposal, block2)
+    out["Evidence"] = ev
+
+    # ---- contracts.evidence
+    out["EvidenceRecord"] = EvidenceRecord(ev, ADMIN_ID, 3)
 
     # ---- contracts.genesis
     out["GenesisMember"] = app.members[0]

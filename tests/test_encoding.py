@@ -37,6 +37,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+import consensus.tendermint as tm
 from consensus.crypto import Ed25519Signer, account_id
 from consensus.encoding import (
     MAX_U64,
@@ -71,6 +72,7 @@ from consensus.types import (
     ValidatorSet,
     Vote,
 )
+from contracts.evidence import EvidenceRecord
 from contracts.execute import LastBlock, TxResult
 from contracts.genesis import AppGenesis, GenesisMember, GenesisSchema
 from contracts.records import (
@@ -78,12 +80,12 @@ from contracts.records import (
     SCHEMA_NAME,
     Access,
     Account,
+    AdminProposal,
     Asset,
     AssetRequest,
     ConsentRequest,
     Grant,
     PendingValidators,
-    Proposal,
     Role,
     Schema,
     ValidatorUpdate,
@@ -111,12 +113,14 @@ from contracts.txs import (
     RotateKeys,
     SetThreshold,
     SetValidator,
+    SubmitEvidence,
     UpdateMember,
 )
 
 HERE = Path(__file__).resolve().parent
 STRUCT_MODULES = (
-    "consensus.types", "contracts.records", "contracts.txs", "contracts.genesis", "contracts.execute",
+    "consensus.types", "consensus.tendermint", "contracts.records", "contracts.txs", "contracts.genesis",
+    "contracts.execute", "contracts.evidence",
 )
 REJECT = (DecodeError, ValidationError)
 
@@ -307,6 +311,26 @@ def signed_votes(draw: st.DrawFn) -> Vote:
 
 
 @st.composite
+def evidences(draw: st.DrawFn) -> tm.Evidence:
+    """Two votes of one signer, same type/height/round, different blocks (what double signing leaves)."""
+    signer = draw(st.sampled_from(SIGNERS))
+    chain, typ, height, rnd = (draw(values(CHAIN_ID)), draw(st.sampled_from([PREVOTE, PRECOMMIT])),
+                               draw(uints(64, 1)), draw(uints(32)))
+    a, b = draw(st.lists(st.one_of(st.just(b""), hashes()), min_size=2, max_size=2, unique=True))
+    return tm.Evidence.of(Vote.create(signer, chain, typ, height, rnd, a, draw(uints(64))),
+                          Vote.create(signer, chain, typ, height, rnd, b, draw(uints(64))))
+
+
+@st.composite
+def signed_proposals(draw: st.DrawFn) -> tm.Proposal:
+    signer = draw(st.sampled_from(SIGNERS))
+    rnd = draw(uints(32))
+    pol = draw(st.integers(-1, rnd - 1)) if rnd > 0 else -1
+    return tm.Proposal.create(signer, draw(values(CHAIN_ID)), draw(uints(64, 1)), rnd, draw(hashes()),
+                              draw(uints(64)), pol)
+
+
+@st.composite
 def signed_commits(draw: st.DrawFn, height: int | None = None, block_hash: bytes | None = None,
                    chain_id: str | None = None) -> CommitCertificate:
     height = draw(uints(64, 1)) if height is None else height
@@ -403,12 +427,18 @@ STRATEGIES: dict[type[Struct], st.SearchStrategy[Any]] = {
     Block: blocks(),
     ConsensusParams: consensus_params(),
     Genesis: derived(Genesis, app_state=_app_state()),
+    # consensus.tendermint
+    tm.Proposal: signed_proposals(),
+    tm.ProposalMessage: st.builds(tm.ProposalMessage, signed_proposals(), blocks()),
+    tm.Evidence: evidences(),
+    # contracts.evidence
+    EvidenceRecord: st.builds(EvidenceRecord, evidences(), hashes(), uints(64)),
     # contracts.records
     Account: derived(Account),
     Schema: derived(Schema),
     ValidatorUpdate: derived(ValidatorUpdate),
     PendingValidators: derived(PendingValidators),
-    Proposal: derived(Proposal),
+    AdminProposal: derived(AdminProposal),
     Asset: derived(Asset),
     AssetRequest: derived(AssetRequest),
     ConsentRequest: derived(ConsentRequest),
@@ -439,6 +469,7 @@ STRATEGIES: dict[type[Struct], st.SearchStrategy[Any]] = {
     RejectConsent: derived(RejectConsent),
     RevokeConsent: derived(RevokeConsent),
     RecordAccess: derived(RecordAccess),
+    SubmitEvidence: st.builds(SubmitEvidence, evidences()),
     # contracts.genesis
     GenesisMember: derived(GenesisMember),
     GenesisSchema: derived(GenesisSchema),
