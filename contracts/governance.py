@@ -30,9 +30,9 @@ from contracts.context import MAX_ADMINS, State, TxContext
 from contracts.records import (
     Account,
     AccountKind,
+    AdminProposal,
     Kind,
     PendingValidators,
-    AdminProposal,
     Role,
     Schema,
     Status,
