@@ -49,11 +49,12 @@ def testnet_init(ctx: Ctx, a: Namespace) -> None:
                           genesis_time_ms=int(time.time() * 1000), params=ConsensusParams.default())
     d.mkdir(parents=True, exist_ok=True)
     write_genesis(d / "genesis.json", genesis)
+    p2ps = [f"127.0.0.1:{a.base_port + 2 * i + 1}" for i in range(len(vals))]
     for i, v in enumerate(vals):
         api = f"127.0.0.1:{a.base_port + 2 * i}"
-        p2p = f"127.0.0.1:{a.base_port + 2 * i + 1}"
-        init_home(d / "nodes" / f"node{i}", NodeConfig(f"node{i}", genesis.chain_id, api=api, p2p=p2p),
-                  genesis, v.seed)
+        peers = [f"{w.pk.hex()}@{p2ps[j]}" for j, w in enumerate(vals) if j != i]
+        init_home(d / "nodes" / f"node{i}", NodeConfig(f"node{i}", genesis.chain_id, api=api, p2p=p2ps[i],
+                                                       peers=peers), genesis, v.seed)
     ks = ctx.keystore.__class__(d / "wallet")
     kdf = KdfParams(time_cost=2, memory_cost=19 * 1024, parallelism=1)
     for ident in [*orgs.values(), *holders.values()]:
@@ -71,8 +72,6 @@ def testnet_up(ctx: Ctx, a: Namespace) -> None:
     homes = sorted((d / "nodes").glob("node*"))
     if not homes:
         raise CliError(f"{d} holds no testnet; run `mydata testnet init {d} --validators N`")
-    if len(homes) > 1:
-        raise CliError("this build runs single-validator chains only; multi-validator BFT consensus is issue #4")
     nodes = []
     stop = {"now": False}
 

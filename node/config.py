@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from consensus.crypto import Ed25519Signer
@@ -31,6 +31,9 @@ class NodeConfig:
     api: str = "127.0.0.1:26657"
     p2p: str = "127.0.0.1:26656"
     log_level: str = "info"
+    #: Peers to dial: "host:port" or "<node public key hex>@host:port". Non-empty, or a genesis with more than
+    #: one validator, runs BFT consensus over the peer network; otherwise this node produces blocks alone.
+    peers: list[str] = field(default_factory=list)
 
     @property
     def api_host(self) -> str:

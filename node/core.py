@@ -58,7 +58,7 @@ from consensus.statetree import StateProof
 from consensus.types import Block, CommitCertificate, Genesis, Tx, ValidatorSet
 from contracts.codes import Code
 from contracts.context import Event, State
-from contracts.execute import BlockExecution, CommitBatch, Ledger, TxResult
+from contracts.execute import BlockExecution, BlockRejected, CommitBatch, Ledger, TxResult, verify_and_execute
 from contracts.records import (
     STATE,
     Access,
@@ -206,6 +206,7 @@ class NodeCore:
         self.mempool = Mempool(self.ledger.check_tx, max_txs, max_bytes, max_per_sender,
                                next_nonce=self._next_nonce, verified=verified)
         self.vault = Vault(vault_dir, max_blob_bytes)
+        self._staged: dict[bytes, BlockExecution] = {}  # executions of proposals at the next height
         self._erasures_pending = True  # check for markers a crash may have left
         self._finish_erasures()
 
@@ -293,12 +294,61 @@ class NodeCore:
             block, ex = build_block(ledger, ctx, last.block_hash, txs, last_commit)  # type: ignore[arg-type]
             assert isinstance(ex, BlockExecution)
             commit = sign_commit(block, [self.signer], 0, ctx.time_ms)
-            decoded = [_decode_tx(raw) for raw in txs]
-            puts = self.blockstore.puts_for(block, commit, ex.tx_hashes, ex.results)
-            vault_puts, shredded, orphans = self._vault_records(decoded, ex)
-            puts.update(vault_puts)
-            batch = ledger.commit_batch(ex, puts, block_hash=block.hash)
-            return PendingBlock(block, commit, ex, batch, decoded, shredded, orphans)
+            return self._pending(block, commit, ex)
+
+    def _pending(self, block: Block, commit: CommitCertificate, ex: BlockExecution) -> PendingBlock:
+        decoded = [_decode_tx(raw) for raw in block.txs]
+        puts = self.blockstore.puts_for(block, commit, ex.tx_hashes, ex.results)
+        vault_puts, shredded, orphans = self._vault_records(decoded, ex)
+        puts.update(vault_puts)
+        batch = self.ledger.commit_batch(ex, puts, block_hash=block.hash)
+        return PendingBlock(block, commit, ex, batch, decoded, shredded, orphans)
+
+    # ---- consensus hooks (node/driver.py) -----------------------------------------------------------
+
+    def propose(self, height: int, round: int, time_ms: int) -> Block | None:
+        """The proposer's block for (height, round): the waiting transactions, executed (staged)."""
+        with self._lock:
+            ledger = self.ledger
+            last = ledger.last
+            if height != last.height + 1 or self.address is None:
+                return None
+            params = ledger.state().params()
+            txs = self.mempool.reap(params.max_block_txs, params.max_block_bytes, overhead=TX_SIZE_OVERHEAD)
+            ctx = BlockContext(ledger.chain_id, height, max(time_ms, last.time_ms + 1), self.address)
+            txs = ledger.prepare_proposal(ctx, txs, params.max_block_bytes)
+            last_commit = self.blockstore.commit(last.height) if last.height else None
+            block, ex = build_block(ledger, ctx, last.block_hash, txs, last_commit)  # type: ignore[arg-type]
+            assert isinstance(ex, BlockExecution)
+            self._staged[block.hash] = ex
+            return block
+
+    def validate(self, block: Block) -> bool:
+        """Execute a proposed block against the committed state (staged): valid iff its header states the
+        outcome (the paper's valid(v)). Never raises on a bad block."""
+        with self._lock:
+            if block.hash in self._staged:
+                return True
+            try:
+                ex = verify_and_execute(self.ledger, block)
+            except BlockRejected as e:
+                log.info("rejecting proposed block %d: %s", block.header.height, e)
+                return False
+            self._staged[block.hash] = ex
+            return True
+
+    def prepare_decided(self, block: Block, commit: CommitCertificate) -> PendingBlock:
+        """A block consensus decided (or block sync fetched with its commit): the batch to write. The commit
+        must be for this block and reach the quorum of the validators of its height."""
+        with self._lock:
+            if commit.block_hash != block.hash or commit.height != block.header.height:
+                raise NodeError("the commit is not for this block")
+            commit.verify(self.chain_id, self.ledger.state().validators())
+            ex = self._staged.get(block.hash)
+            if ex is None:
+                ex = verify_and_execute(self.ledger, block)
+            self._staged.clear()
+            return self._pending(block, commit, ex)
 
     def write_block(self, pending: PendingBlock) -> None:
         """Step 2 of 3: the one atomic, fsynced write (NODE-1). Safe to run in a worker thread while the

@@ -13,8 +13,13 @@ from typing import Any
 
 import uvicorn
 
+from consensus.crypto import Ed25519Signer, account_id
 from node.api import create_app
-from node.config import load_home
+from node.config import NodeConfig, load_home
+from node.driver import ConsensusDriver, GuardedSigner
+from node.p2p import LocalNode, PeerConfig, PeerManager
+from node.privval import PrivValidator
+from node.wal import WAL
 from node.core import NodeCore
 from node.service import NodeService
 
@@ -36,6 +41,10 @@ def run_node(home: Path, api: str | None = None) -> None:
     log.info("node %s on chain %s at height %d, app hash %s; API on http://%s", config.name, genesis.chain_id,
              status["height"], status["app_hash"], config.api)
     service = NodeService(core)
+    if config.peers or len(genesis.validators.validators) > 1:
+        service.engine = _consensus_engine(home, config, core, service, signer)
+        log.info("BFT consensus with %d validator(s); p2p on %s, %d peer(s) to dial",
+                 len(genesis.validators.validators), config.p2p, len(config.peers))
     app = create_app(service)
     server = _Server(uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning",
                                     access_log=False, lifespan="on", timeout_graceful_shutdown=5))
@@ -51,6 +60,22 @@ def run_node(home: Path, api: str | None = None) -> None:
     finally:
         core.close()
         log.info("node %s stopped", config.name)
+
+
+def _consensus_engine(home: Path, config: NodeConfig, core: NodeCore, service: NodeService,
+                      signer: Ed25519Signer) -> ConsensusDriver:
+    """The multi-node engine: the validator's double-sign guard, the consensus WAL, the peer network (members
+    only: a peer's node key must be an active member account on chain), and the driver."""
+
+    def is_member(pubkey: bytes) -> bool:
+        a = core.state().account(account_id(pubkey))
+        return a is not None and a.kind == "member" and a.status == "active"
+
+    pv = PrivValidator(home / "priv_validator_state.json", signer)
+    wal = WAL(home / "wal")
+    peers = PeerManager(LocalNode(signer, core.chain_id, is_member),
+                        PeerConfig(listen=config.p2p, peers=tuple(config.peers)))
+    return ConsensusDriver(service, peers, GuardedSigner(pv), wal)
 
 
 class _Server(uvicorn.Server):

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from contracts.context import Event
 from contracts.execute import TxResult
@@ -38,16 +39,23 @@ class NodeService:
         self._subscribers: dict[bytes, set[asyncio.Queue[Event]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        #: The consensus engine of a multi-validator chain (node/driver.py); None: this node produces alone.
+        self.engine: Any = None
 
     # ---- life cycle -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._produce_forever(), name="block-producer")
+        if self.engine is not None:
+            await self.engine.start()
+        else:
+            self._task = asyncio.create_task(self._produce_forever(), name="block-producer")
         self.metrics.height.set(self.core.status()["height"])
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        if self.engine is not None:
+            await self.engine.stop()
         if self._task is not None:
             await self._task
         for futs in self._waiters.values():
@@ -64,7 +72,10 @@ class NodeService:
         r = self.core.submit(raw)
         self.metrics.txs_submitted.labels(code=r.code).inc()
         if r.code == "ok":
-            self._wake.set()
+            if self.engine is not None:
+                self.engine.on_local_tx(raw)
+            else:
+                self._wake.set()
         return r.tx_hash, r.code, r.message
 
     async def wait_committed(self, tx_hash: bytes, timeout: float) -> TxOutcome | None:

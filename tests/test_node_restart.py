@@ -272,3 +272,30 @@ def test_genesis_mismatch_is_one_line(tmp_path: Path, procs: list[NodeProcess]) 
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert "Traceback" not in r.stderr and len(lines) == 1 and lines[0].startswith("mydata: "), r.stderr
     assert json.loads((n.home / "config.json").read_text())["chain_id"] == n.genesis.chain_id
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a ciphertext uploaded for a transaction that was still waiting in "
+                   "the mempool when the node stopped is kept in the vault forever after the restart: the mempool "
+                   "is not persisted, so nothing references the blob, yet nothing deletes it (NODE-6 deletes "
+                   "such blobs only when a block drops their transaction; NodeCore.open does not sweep the vault)")
+def test_blobs_of_transactions_lost_with_the_mempool_are_deleted(tmp_path: Path,
+                                                                 procs: list[NodeProcess]) -> None:
+    from wallet.assetdata import seal_asset
+
+    n = start(tmp_path, procs, "orphan")
+    register(n)
+    issuer = n.session("social-security")
+    sealed = seal_asset(PAYMENT, PAYMENT_RECORD, n.ids["citizen"].enc_pk)
+    # a nonce gap keeps the issue waiting in the mempool; its ciphertext is accepted meanwhile (NODE-4)
+    tx = make_tx(n.ids["social-security"].signer, n.genesis.chain_id, issuer.next_nonce() + 1,
+                 sealed.issue_body(n.ids["citizen"].id, PAYMENT))
+    assert issuer.client.submit(tx, wait=False)["code"] == "ok"
+    issuer.client.vault_put(sealed.payload_hash, sealed.blob)
+    blob_file = n.home / "vault" / sealed.payload_hash.hex()[:2] / sealed.payload_hash.hex()
+    assert blob_file.is_file()
+
+    n.restart(procs)
+    assert n.client().status()["mempool"]["txs"] == 0
+    with pytest.raises(ApiError):  # nothing can release it...
+        n.client("citizen").vault_get(sealed.payload_hash)
+    assert not blob_file.exists(), "...so it must not stay in the vault"

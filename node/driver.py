@@ -1,0 +1,301 @@
+"""The consensus driver: one task, one input queue, WAL first (STYLE.md; the Tendermint machine's contract
+in consensus/tendermint.py).
+
+Inputs (in the order they arrive on one asyncio.Queue): messages from peers (proposals, votes, transactions,
+status, block-sync requests and blocks), timeouts the machine scheduled, and "kicks" when a transaction
+arrived through the API. For each proposal or vote: append it to the WAL, then `machine.step`. For each
+action: `Broadcast` -> append to the WAL and fsync, then send (the validator's own signatures are persisted
+by the PrivValidator before they exist, and in the WAL before they leave); `ScheduleTimeout` -> a timer that
+feeds `TimeoutFired` back; `Decide` -> verify the commit, write the block with its state in one fsynced
+batch (off the event loop), mark the end of the height in the WAL, publish events, then enter the next
+height; `EvidenceFound` -> an `evidence.submit` transaction signed by the node key.
+
+A height starts only when there is work: a waiting transaction, a message of that height from a peer, or a
+grant due to expire. An idle chain therefore makes no blocks. A node that falls behind (status gossip shows
+a higher height) asks a peer for the missing blocks and applies each after checking its commit certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from consensus.crypto import Domain, Signer, account_id
+from consensus.errors import LedgerError
+from consensus.tendermint import (
+    Broadcast,
+    Decide,
+    Evidence,
+    EvidenceFound,
+    Hooks,
+    ProposalMessage,
+    ProposalReceived,
+    ScheduleTimeout,
+    SigningRefused,
+    Tendermint,
+    TimeoutFired,
+    VoteReceived,
+)
+from consensus.types import Block, CommitCertificate, Tx, Vote
+from contracts.execute import BlockRejected
+from contracts.txs import SubmitEvidence
+from node import messages as m
+from node.core import NodeError
+from node.p2p import PeerManager
+from node.privval import PrivValError, PrivValidator
+from node.service import NodeService
+from node.wal import WAL
+
+log = logging.getLogger("mydata.consensus")
+
+
+class GuardedSigner:
+    """The machine's signer: the PrivValidator, whose refusals become the machine's SigningRefused."""
+
+    def __init__(self, pv: PrivValidator) -> None:
+        self.pv = pv
+
+    @property
+    def public_key(self) -> bytes:
+        return self.pv.public_key
+
+    def sign(self, domain: Domain, chain_id: str, payload: bytes) -> bytes:
+        try:
+            return self.pv.sign(domain, chain_id, payload)
+        except PrivValError as e:
+            log.warning("refusing to sign: %s", e)
+            raise SigningRefused(str(e)) from None
+
+
+class ConsensusDriver:
+    def __init__(self, service: NodeService, peers: PeerManager, signer: Signer | None, wal: WAL, *,
+                 clock: Callable[[], float] = time.time, status_interval: float = 1.0) -> None:
+        self.service = service
+        self.core = service.core
+        self.peers = peers
+        self.signer = signer
+        self.wal = wal
+        self.clock = clock
+        self.status_interval = status_interval
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.machine: Tendermint | None = None
+        self.started = False  # has the machine started its current height?
+        self._machine_started = False
+        self.tasks: list[asyncio.Task[None]] = []
+        self.peer_heights: dict[bytes, int] = {}
+        self._sync_asked: tuple[int, float] = (0, 0.0)
+        self._stopping = False
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # ---- life cycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.peers.start()
+        core = self.core
+        last = core.ledger.last
+        hooks = Hooks(propose_block=core.propose, validate_block=core.validate)
+        self.machine = Tendermint(core.chain_id, last.height + 1, core.validators(), self.signer,
+                                  core.ledger.state().params(), hooks, prev_time_ms=last.time_ms)
+        replay_height, records = self.wal.recover()
+        if records and replay_height == last.height:
+            # Messages of the unfinished height: start, then feed them back (own votes included, so the
+            # machine knows what it signed; the PrivValidator refuses anything conflicting anyway).
+            log.info("replaying %d WAL records of height %d", len(records), last.height + 1)
+            self._start_height()
+            for rec in records:
+                self._on_message(b"", rec, from_wal=True)
+        self.tasks = [asyncio.create_task(self._run(), name="consensus"),
+                      asyncio.create_task(self._read_peers(), name="p2p-reader"),
+                      asyncio.create_task(self._gossip_status(), name="status")]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await self.peers.stop()
+        self.wal.close()
+
+    def kick(self) -> None:
+        """A transaction arrived (API or gossip): the current height has work."""
+        self.queue.put_nowait(("kick", None))
+
+    def on_local_tx(self, raw: bytes) -> None:
+        self.peers.broadcast(m.envelope(m.TX, raw))
+        self.kick()
+
+    # ---- the loop --------------------------------------------------------------------------------------
+
+    async def _read_peers(self) -> None:
+        while True:
+            peer, data = await self.peers.recv()
+            self.queue.put_nowait(("msg", (peer, data)))
+
+    async def _gossip_status(self) -> None:
+        while True:
+            self.peers.broadcast(m.envelope(m.STATUS, m.Status(self.core.height).encode()))
+            due = self.core.next_expiry_ms()
+            if due is not None and due < self.now_ms() and not self.started:
+                self.kick()
+            await asyncio.sleep(self.status_interval)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            kind, item = await self.queue.get()
+            try:
+                if kind == "msg":
+                    peer, data = item
+                    await self._handle(self._on_message(peer, data))
+                elif kind == "timeout":
+                    if self.started and self.machine is not None:
+                        await self._handle(self.machine.step(item, self.now_ms()))
+                elif kind == "kick":
+                    if not self.started and len(self.core.mempool) > 0:
+                        await self._handle(self._start_height())
+            except Exception:
+                log.exception("consensus driver failed on a %s input; stopping the node", kind)
+                import os
+                import signal
+
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    def _start_height(self) -> list[Any]:
+        """Start consensus on the next height (the machine's first `start`, or `new_height` after that)."""
+        assert self.machine is not None
+        self.started = True
+        now = self.now_ms()
+        if not self._machine_started:
+            self._machine_started = True
+            return self.machine.start(now)
+        last = self.core.ledger.last
+        return self.machine.new_height(last.height + 1, self.core.validators(), now, prev_time_ms=last.time_ms)
+
+    def _on_message(self, peer: bytes, data: bytes, from_wal: bool = False) -> list[Any]:
+        try:
+            env = m.Envelope.decode(data, max_bytes=m.MAX_MESSAGE + 64)
+        except LedgerError:
+            log.info("dropping an undecodable message from peer %s", peer.hex()[:12])
+            return []
+        try:
+            if env.kind == m.PROPOSAL or env.kind == m.VOTE:
+                event: Any = (ProposalReceived(ProposalMessage.decode(env.payload)) if env.kind == m.PROPOSAL
+                              else VoteReceived(Vote.decode(env.payload)))
+                msg_height = (event.message.proposal.height if env.kind == m.PROPOSAL else event.vote.height)
+                if msg_height <= self.core.height:
+                    return []
+                if not from_wal:
+                    self.wal.append(data)
+                actions: list[Any] = []
+                if not self.started and msg_height == self.core.height + 1:
+                    actions.extend(self._start_height())
+                if not self.started:
+                    return actions  # a later height: block sync will bring us there
+                assert self.machine is not None
+                return actions + self.machine.step(event, self.now_ms())
+            if env.kind == m.TX:
+                r = self.core.submit(env.payload)
+                if r.code == "ok":
+                    self.service.metrics.txs_submitted.labels(code="gossip").inc()
+                    self.peers.broadcast(data, exclude=peer)
+                    if not self.started:
+                        return self._start_height()
+                return []
+            if env.kind == m.STATUS:
+                self.peer_heights[peer] = m.Status.decode(env.payload).height
+                self._maybe_sync(peer)
+                return []
+            if env.kind == m.SYNC_REQUEST:
+                self._serve_sync(peer, m.SyncRequest.decode(env.payload))
+                return []
+            if env.kind == m.SYNC_BLOCK:
+                return [("apply_synced", m.SyncBlock.decode(env.payload))]
+        except LedgerError as e:
+            log.info("dropping a bad message (kind %d) from peer %s: %s", env.kind, peer.hex()[:12], e)
+        return []
+
+    async def _handle(self, actions: list[Any]) -> None:
+        for a in actions:
+            if isinstance(a, Broadcast):
+                msg = a.message
+                data = (m.envelope(m.PROPOSAL, msg.encode()) if isinstance(msg, ProposalMessage)
+                        else m.envelope(m.VOTE, msg.encode()))
+                self.wal.append(data, sync=True)
+                self.peers.broadcast(data)
+            elif isinstance(a, ScheduleTimeout):
+                ev = TimeoutFired(a.height, a.round, a.step)
+                asyncio.get_running_loop().call_later(a.duration_ms / 1000, self.queue.put_nowait,
+                                                      ("timeout", ev))
+            elif isinstance(a, Decide):
+                await self._commit(a.block, a.commit)
+            elif isinstance(a, EvidenceFound):
+                self._submit_evidence(a.evidence)
+            elif isinstance(a, tuple) and a[0] == "apply_synced":
+                sb: m.SyncBlock = a[1]
+                if sb.block.header.height == self.core.height + 1:
+                    try:
+                        await self._commit(sb.block, sb.commit, synced=True)
+                    except (BlockRejected, NodeError, LedgerError) as e:
+                        log.warning("block sync: refusing block %d: %s", sb.block.header.height, e)
+
+    async def _commit(self, block: Block, commit: CommitCertificate, synced: bool = False) -> None:
+        core = self.core
+        pending = core.prepare_decided(block, commit)
+        await asyncio.to_thread(core.write_block, pending)
+        cb = core.finish_block(pending)
+        self.wal.write_end_height(block.header.height)
+        self.service._after_block(cb)
+        self.started = False
+        log.info("%s block %d (%d txs)", "synced" if synced else "committed", block.header.height, len(block.txs))
+        if block.header.height % 1000 == 0:
+            self.wal.truncate_before(block.header.height - 10)
+        if len(core.mempool) > 0:
+            await self._handle(self._start_height())
+
+    # ---- block sync --------------------------------------------------------------------------------------
+
+    def _maybe_sync(self, peer: bytes) -> None:
+        theirs = self.peer_heights.get(peer, 0)
+        mine = self.core.height
+        if theirs <= mine:
+            return
+        asked_from, asked_at = self._sync_asked
+        if asked_from == mine + 1 and time.monotonic() - asked_at < 2.0:
+            return
+        self._sync_asked = (mine + 1, time.monotonic())
+        self.peers.send(peer, m.envelope(m.SYNC_REQUEST, m.SyncRequest(mine + 1, m.SYNC_BATCH).encode()))
+
+    def _serve_sync(self, peer: bytes, req: m.SyncRequest) -> None:
+        top = min(self.core.height, req.from_height + min(req.count, m.SYNC_BATCH) - 1)
+        for h in range(req.from_height, top + 1):
+            block, commit = self.core.block(h), self.core.commit(h)
+            if block is None or commit is None:
+                return
+            self.peers.send(peer, m.envelope(m.SYNC_BLOCK, m.SyncBlock(block, commit).encode()))
+
+    # ---- evidence ------------------------------------------------------------------------------------------
+
+    def _submit_evidence(self, ev: Evidence) -> None:
+        if self.signer is None:
+            return
+        me = account_id(self.signer.public_key)
+        acct = self.core.state().account(me)
+        if acct is None:
+            log.warning("double signing by %s seen, but this node's key is no account to report it",
+                        ev.validator.hex()[:12])
+            return
+        raw = Tx.create(self.signer, self.core.chain_id, me, acct.nonce, "evidence.submit",
+                        SubmitEvidence(ev).encode()).encode()
+        r = self.core.submit(raw)
+        log.warning("double signing by validator %s at height %d: evidence submitted (%s)",
+                    ev.validator.hex()[:12], ev.height, r.code)
+        if r.code == "ok":
+            self.peers.broadcast(m.envelope(m.TX, raw))

@@ -1,0 +1,56 @@
+"""What nodes say to each other over the peer transport (node/p2p): one canonical envelope per message.
+
+    Envelope = [kind u8, payload bytes]
+
+| kind | payload                                  | meaning                                            |
+|------|------------------------------------------|----------------------------------------------------|
+| 1    | consensus.tendermint.ProposalMessage     | a signed proposal with its block                   |
+| 2    | consensus.types.Vote                     | a signed prevote or precommit                      |
+| 3    | a transaction (consensus.types.Tx bytes) | transaction gossip                                 |
+| 4    | Status                                   | "my last committed height is ..." (every second)   |
+| 5    | SyncRequest                              | "send me the blocks from ..." (block sync)         |
+| 6    | SyncBlock                                | a committed block with the commit that finalised it |
+
+Decoding checks everything (consensus.encoding); a peer that sends garbage is the peer's problem, never a crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consensus.encoding import U8, U32, U64, Bytes, Nested, Struct, field_
+from consensus.types import Block, CommitCertificate
+
+PROPOSAL, VOTE, TX, STATUS, SYNC_REQUEST, SYNC_BLOCK = 1, 2, 3, 4, 5, 6
+KINDS = {PROPOSAL, VOTE, TX, STATUS, SYNC_REQUEST, SYNC_BLOCK}
+#: A message carries at most one block (ConsensusParams.max_block_bytes is 16 MiB at most by default).
+MAX_MESSAGE = 24 * 1024 * 1024
+#: Blocks sent for one sync request.
+SYNC_BATCH = 32
+
+
+@dataclass(frozen=True)
+class Envelope(Struct):
+    kind: int = field_(U8)
+    payload: bytes = field_(Bytes(max=MAX_MESSAGE))
+
+
+@dataclass(frozen=True)
+class Status(Struct):
+    height: int = field_(U64)
+
+
+@dataclass(frozen=True)
+class SyncRequest(Struct):
+    from_height: int = field_(U64)
+    count: int = field_(U32)
+
+
+@dataclass(frozen=True)
+class SyncBlock(Struct):
+    block: Block = field_(Nested(Block))
+    commit: CommitCertificate = field_(Nested(CommitCertificate))
+
+
+def envelope(kind: int, payload: bytes) -> bytes:
+    return Envelope(kind, payload).encode()
