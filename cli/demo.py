@@ -71,44 +71,45 @@ def short(b: bytes | str) -> str:
     return h[:12]
 
 
-def run_demo(out: Output, keep: bool = False, workdir: str | None = None) -> dict[str, Any]:
+def run_demo(out: Output, keep: bool = False, workdir: str | None = None, validators: int = 4) -> dict[str, Any]:
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="mydata-demo-"))
-    node: NodeProcess | None = None
+    nodes: list[NodeProcess] = []
     try:
-        node, ids = _start_node(out, base)
-        return _story(out, node, ids)
+        ids = demo_identities(validators)
+        out.progress(f"starting a fresh network of {validators} validator node(s) in {base} ...")
+        nodes = start_local_net(base, ids, demo_genesis(ids, validators=validators), validators)
+        out.progress("nodes up at " + ", ".join(n.url for n in nodes))
+        return _story(out, nodes[0], ids)
     except DemoFailure as e:
         raise CliError(f"demo failed: {e}") from None
     finally:
-        if node is not None:
-            node.stop()
+        for n in nodes:
+            n.stop()
         if not keep and workdir is None:
             shutil.rmtree(base, ignore_errors=True)
         elif keep:
             out.progress(f"\nkept the demo's files in {base}")
 
 
-def _start_node(out: Output, base: Path) -> tuple[NodeProcess, dict[str, Identity]]:
-    ids = demo_identities()
-    out.progress(f"starting a fresh node (one validator) in {base / 'node0'} ...")
-    node = start_local_node(base, ids)
-    out.progress(f"node up at {node.url}")
-    return node, ids
-
-
-def demo_identities() -> dict[str, Identity]:
+def demo_identities(validators: int = 1) -> dict[str, Identity]:
     """Fresh keys for every party of the story (real Ed25519 and X25519 keys from the OS's randomness)."""
-    names = ["validator", "data-bureau", "public-security", "social-security", "market-regulator", "bank",
-             "notary", "auditor", "citizen", "enterprise", "enterprise-clerk"]
+    names = ["data-bureau", "public-security", "social-security", "market-regulator", "bank", "notary",
+             "auditor", "citizen", "enterprise", "enterprise-clerk"]
+    names += ["validator"] + [f"validator-{i}" for i in range(1, validators)]
     return {n: Identity(n, os.urandom(32)) for n in names}
 
 
+def validator_ids(ids: dict[str, Identity]) -> list[Identity]:
+    return [ids["validator"]] + [ids[k] for k in sorted(ids) if k.startswith("validator-")]
+
+
 def demo_genesis(ids: dict[str, Identity], chain_id: str = "mydata-demo",
-                 params: ConsensusParams | None = None) -> Genesis:
-    """One validator; the bureau as admin; public security as registrar; two issuers with their schemas; a
-    bank and a notary as consumers; an auditor."""
+                 params: ConsensusParams | None = None, validators: int = 1) -> Genesis:
+    """The validators (their node keys are members too); the bureau as admin; public security as registrar;
+    two issuers with their schemas; a bank and a notary as consumers; an auditor."""
+    vals = validator_ids(ids)[:validators]
     members = [
-        (ids["validator"], ("validator",)),
+        *[(v, ("validator",)) for v in vals],
         (ids["data-bureau"], ("admin",)),
         (ids["public-security"], ("registrar",)),
         (ids["social-security"], ("issuer",)),
@@ -118,9 +119,34 @@ def demo_genesis(ids: dict[str, Identity], chain_id: str = "mydata-demo",
         (ids["auditor"], ("auditor",)),
     ]
     return dev_genesis(
-        chain_id, [ids["validator"]], members,
+        chain_id, vals, members,
         [(PAYMENT, SCHEMAS[PAYMENT], [ids["social-security"]]), (LICENCE, SCHEMAS[LICENCE], [ids["market-regulator"]])],
         genesis_time_ms=int(time.time() * 1000) - 1000, params=params or ConsensusParams.default())
+
+
+def start_local_net(base: Path, ids: dict[str, Identity], genesis: Genesis, n: int) -> list[NodeProcess]:
+    """n validator nodes (homes base/node0..), each its own process, in a full mesh on loopback."""
+    if n == 1:
+        return [start_local_node(base, ids, genesis)]
+    vals = validator_ids(ids)[:n]
+    apis = [f"127.0.0.1:{free_port()}" for _ in vals]
+    p2ps = [f"127.0.0.1:{free_port()}" for _ in vals]
+    nodes = []
+    for i, v in enumerate(vals):
+        peers = [f"{w.pk.hex()}@{p2ps[j]}" for j, w in enumerate(vals) if j != i]
+        home = base / f"node{i}"
+        init_home(home, NodeConfig(f"node{i}", genesis.chain_id, api=apis[i], p2p=p2ps[i], peers=peers),
+                  genesis, v.seed)
+        nodes.append(NodeProcess(home, apis[i]))
+    (base / "genesis.json").write_bytes((base / "node0" / "genesis.json").read_bytes())
+    try:
+        for node in nodes:
+            node.start()
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes
 
 
 def start_local_node(base: Path, ids: dict[str, Identity], genesis: Genesis | None = None) -> NodeProcess:

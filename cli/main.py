@@ -48,7 +48,7 @@ def _node_start(ctx: Any, a: argparse.Namespace) -> None:
 def _demo(ctx: Any, a: argparse.Namespace) -> None:
     from cli.demo import run_demo
 
-    result = run_demo(ctx.out, keep=a.keep)
+    result = run_demo(ctx.out, keep=a.keep, validators=a.validators)
     ctx.out.result(result, "demo: OK")
 
 
@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = cmd(sub, "demo", _demo, "run the whole story on a fresh local node; exits 0 if every step behaves")
     d.add_argument("--keep", action="store_true", help="keep the demo's temporary directory")
+    d.add_argument("--validators", type=int, default=4, choices=range(1, 8), metavar="N",
+                   help="validator nodes, each its own process (default 4; 1 to 7)")
 
     node = sub.add_parser("node", help="run a node").add_subparsers(dest="sub", required=True, metavar="SUB")
     ni = cmd(node, "init", _node_init, "create a node home from a genesis file")
