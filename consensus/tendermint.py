@@ -78,7 +78,7 @@ from typing import Self
 from consensus.crypto import Domain, Signer, account_id
 from consensus.crypto import verify as ed25519_verify
 from consensus.encoding import HASH, SIGNATURE, U32, U64, Nested, Struct, encode_value, field_, pack
-from consensus.errors import SignatureError, ValidationError
+from consensus.errors import LedgerError, SignatureError, ValidationError
 from consensus.types import (
     PRECOMMIT,
     PREVOTE,
@@ -310,7 +310,8 @@ class Hooks:
     `propose_block(height, round, time_ms)`: the proposer's block (header time `time_ms`), or None if it has
     none to offer (the round then proceeds as if the proposal was lost). `validate_block(block)`: execute
     the block against the committed state and accept it iff its header states the outcome (the paper's
-    valid(v)); called at most once per block per height. Both must be deterministic.
+    valid(v)); called at most once per block per height, the proposer's own blocks included; a `LedgerError`
+    it raises counts as "invalid". Both must be deterministic.
     """
 
     propose_block: Callable[[int, int, int], Block | None]
@@ -568,9 +569,9 @@ class Tendermint:
             return False
         try:
             block.validate_basic()
-        except ValidationError:
+            return bool(self.hooks.validate_block(block))
+        except LedgerError:  # a malformed block is the proposer's fault: invalid, never a crash
             return False
-        return bool(self.hooks.validate_block(block))
 
     def _timely(self, block: Block) -> bool:
         return block.header.time_ms <= self._now + self.params.max_clock_drift_ms
@@ -816,14 +817,13 @@ class Tendermint:
                 self._vote(PREVOTE, h if ok else NIL)
                 self.current_step = Step.PREVOTE
                 return True
-            return False
         if step == Step.PREVOTE and self._fired_34 != r and prevotes.power_any >= self.quorum:
             # L34-L35: upon 2f+1 <PREVOTE, h_p, round_p, *> while step_p = prevote for the first time:
             # schedule OnTimeoutPrevote.
             self._fired_34 = r
             self._schedule(Step.PREVOTE)
             return True
-        if self._fired_36 != r:
+        if step != Step.PROPOSE and self._fired_36 != r:
             for h, (_, block) in log.proposals.items():
                 if prevotes.power_for.get(h, 0) >= self.quorum and self._valid(block):
                     # L36-L43: upon <PROPOSAL, h_p, round_p, v, *> AND 2f+1 <PREVOTE, h_p, round_p, id(v)>

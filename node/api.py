@@ -336,6 +336,8 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
         data = await request.body()
         try:
             created = core.vault_put(h, data)
+            if service.engine is not None:
+                service.engine.on_local_blob(h, data)
         except VaultError as e:
             status = {"too_large": 413, "hash_mismatch": 400, "not_referenced": 403, "erased": 410}.get(e.code, 400)
             raise ApiError(status, e.code, e.message or e.code) from None

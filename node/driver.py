@@ -45,10 +45,15 @@ from contracts.execute import BlockRejected
 from contracts.txs import SubmitEvidence
 from node import messages as m
 from node.core import NodeError
+from node.mempool import referenced_blob
 from node.p2p import PeerManager
 from node.privval import PrivValError, PrivValidator
 from node.service import NodeService
+from node.vault import VaultError
 from node.wal import WAL
+
+#: Ciphertexts received before the transaction that names them, kept for a while (bytes in all).
+MAX_ORPHAN_BYTES = 64 * 1024 * 1024
 
 log = logging.getLogger("mydata.consensus")
 
@@ -88,6 +93,9 @@ class ConsensusDriver:
         self.tasks: list[asyncio.Task[None]] = []
         self.peer_heights: dict[bytes, int] = {}
         self._sync_asked: tuple[int, float] = (0, 0.0)
+        self._own: list[bytes] = []  # our proposals and votes of the current height, to send again
+        self._orphans: dict[bytes, bytes] = {}
+        self._orphan_bytes = 0
         self._stopping = False
 
     def now_ms(self) -> int:
@@ -105,11 +113,13 @@ class ConsensusDriver:
         replay_height, records = self.wal.recover()
         if records and replay_height == last.height:
             # Messages of the unfinished height: start, then feed them back (own votes included, so the
-            # machine knows what it signed; the PrivValidator refuses anything conflicting anyway).
+            # machine knows what it signed; the PrivValidator refuses anything conflicting anyway). The
+            # actions (timeouts to arm, messages to send again) are handled first thing by the loop.
             log.info("replaying %d WAL records of height %d", len(records), last.height + 1)
-            self._start_height()
+            actions = self._start_height()
             for rec in records:
-                self._on_message(b"", rec, from_wal=True)
+                actions.extend(self._on_message(b"", rec, from_wal=True))
+            self.queue.put_nowait(("actions", actions))
         self.tasks = [asyncio.create_task(self._run(), name="consensus"),
                       asyncio.create_task(self._read_peers(), name="p2p-reader"),
                       asyncio.create_task(self._gossip_status(), name="status")]
@@ -128,6 +138,40 @@ class ConsensusDriver:
         """A transaction arrived (API or gossip): the current height has work."""
         self.queue.put_nowait(("kick", None))
 
+    def on_local_blob(self, blob_hash: bytes, data: bytes) -> None:
+        """A ciphertext uploaded here: every node's vault gets a copy (DESIGN: replicated to the validators)."""
+        self.peers.broadcast(m.envelope(m.VAULT_BLOB, m.VaultBlob(blob_hash, data).encode()))
+
+    def _store_blob(self, blob_hash: bytes, data: bytes) -> None:
+        try:
+            self.core.vault_put(blob_hash, data)
+        except VaultError as e:
+            if e.code == "not_referenced" and self._orphan_bytes + len(data) <= MAX_ORPHAN_BYTES:
+                # The transaction naming it has not reached us yet: keep it until a block or the tx comes.
+                if blob_hash not in self._orphans:
+                    self._orphans[blob_hash] = data
+                    self._orphan_bytes += len(data)
+
+    def _retry_orphans(self) -> None:
+        for h in list(self._orphans):
+            if self.core.is_referenced(h) or self.core.is_erased(h):
+                data = self._orphans.pop(h)
+                self._orphan_bytes -= len(data)
+                with contextlib.suppress(VaultError):
+                    self.core.vault_put(h, data)
+
+    def _request_missing_blobs(self, block: Block) -> None:
+        """After a block: ask the peers for every ciphertext it references that this vault lacks (a node
+        that was down or syncing missed the gossip)."""
+        for raw in block.txs:
+            try:
+                tx = Tx.decode(raw)
+            except LedgerError:
+                continue
+            blob = referenced_blob(tx)
+            if blob and self.core.is_referenced(blob) and self.core.vault_get(blob) is None:
+                self.peers.broadcast(m.envelope(m.VAULT_REQUEST, m.VaultRequest(blob).encode()))
+
     def on_local_tx(self, raw: bytes) -> None:
         self.peers.broadcast(m.envelope(m.TX, raw))
         self.kick()
@@ -144,7 +188,9 @@ class ConsensusDriver:
             self.peers.broadcast(m.envelope(m.STATUS, m.Status(self.core.height).encode()))
             due = self.core.next_expiry_ms()
             if due is not None and due < self.now_ms() and not self.started:
-                self.kick()
+                self.queue.put_nowait(("expire", None))
+            if self.started and self._own:
+                self.queue.put_nowait(("resend", None))
             await asyncio.sleep(self.status_interval)
 
     async def _run(self) -> None:
@@ -157,8 +203,18 @@ class ConsensusDriver:
                 elif kind == "timeout":
                     if self.started and self.machine is not None:
                         await self._handle(self.machine.step(item, self.now_ms()))
+                elif kind == "actions":
+                    await self._handle(item)
+                elif kind == "resend":
+                    # Votes and proposals get lost (a peer restarting, a full queue): while a height is
+                    # undecided, send ours again now and then, as CometBFT's gossip does.
+                    for data in self._own:
+                        self.peers.broadcast(data)
                 elif kind == "kick":
                     if not self.started and len(self.core.mempool) > 0:
+                        await self._handle(self._start_height())
+                elif kind == "expire":
+                    if not self.started:  # a grant is due: a block (empty if need be) makes it expire
                         await self._handle(self._start_height())
             except Exception:
                 log.exception("consensus driver failed on a %s input; stopping the node", kind)
@@ -203,6 +259,8 @@ class ConsensusDriver:
                 return actions + self.machine.step(event, self.now_ms())
             if env.kind == m.TX:
                 r = self.core.submit(env.payload)
+                if r.code == "ok" and self._orphans:
+                    self._retry_orphans()
                 if r.code == "ok":
                     self.service.metrics.txs_submitted.labels(code="gossip").inc()
                     self.peers.broadcast(data, exclude=peer)
@@ -215,6 +273,16 @@ class ConsensusDriver:
                 return []
             if env.kind == m.SYNC_REQUEST:
                 self._serve_sync(peer, m.SyncRequest.decode(env.payload))
+                return []
+            if env.kind == m.VAULT_BLOB:
+                vb = m.VaultBlob.decode(env.payload)
+                self._store_blob(vb.hash, vb.data)
+                return []
+            if env.kind == m.VAULT_REQUEST:
+                h = m.VaultRequest.decode(env.payload).hash
+                data = self.core.vault_get(h)
+                if data is not None:
+                    self.peers.send(peer, m.envelope(m.VAULT_BLOB, m.VaultBlob(h, data).encode()))
                 return []
             if env.kind == m.SYNC_BLOCK:
                 return [("apply_synced", m.SyncBlock.decode(env.payload))]
@@ -230,6 +298,7 @@ class ConsensusDriver:
                         else m.envelope(m.VOTE, msg.encode()))
                 self.wal.append(data, sync=True)
                 self.peers.broadcast(data)
+                self._own.append(data)
             elif isinstance(a, ScheduleTimeout):
                 ev = TimeoutFired(a.height, a.round, a.step)
                 asyncio.get_running_loop().call_later(a.duration_ms / 1000, self.queue.put_nowait,
@@ -252,7 +321,10 @@ class ConsensusDriver:
         await asyncio.to_thread(core.write_block, pending)
         cb = core.finish_block(pending)
         self.wal.write_end_height(block.header.height)
+        self._own.clear()
         self.service._after_block(cb)
+        self._retry_orphans()
+        self._request_missing_blobs(block)
         self.started = False
         log.info("%s block %d (%d txs)", "synced" if synced else "committed", block.header.height, len(block.txs))
         if block.header.height % 1000 == 0:

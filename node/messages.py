@@ -10,6 +10,8 @@
 | 4    | Status                                   | "my last committed height is ..." (every second)   |
 | 5    | SyncRequest                              | "send me the blocks from ..." (block sync)         |
 | 6    | SyncBlock                                | a committed block with the commit that finalised it |
+| 7    | VaultBlob                                | a vault ciphertext (replication to every node)     |
+| 8    | VaultRequest                             | "send me this ciphertext" (a node that lacks one)  |
 
 Decoding checks everything (consensus.encoding); a peer that sends garbage is the peer's problem, never a crash.
 """
@@ -18,11 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consensus.encoding import U8, U32, U64, Bytes, Nested, Struct, field_
+from consensus.encoding import HASH, U8, U32, U64, Bytes, Nested, Struct, field_
 from consensus.types import Block, CommitCertificate
 
-PROPOSAL, VOTE, TX, STATUS, SYNC_REQUEST, SYNC_BLOCK = 1, 2, 3, 4, 5, 6
-KINDS = {PROPOSAL, VOTE, TX, STATUS, SYNC_REQUEST, SYNC_BLOCK}
+PROPOSAL, VOTE, TX, STATUS, SYNC_REQUEST, SYNC_BLOCK, VAULT_BLOB, VAULT_REQUEST = 1, 2, 3, 4, 5, 6, 7, 8
+KINDS = {PROPOSAL, VOTE, TX, STATUS, SYNC_REQUEST, SYNC_BLOCK, VAULT_BLOB, VAULT_REQUEST}
 #: A message carries at most one block (ConsensusParams.max_block_bytes is 16 MiB at most by default).
 MAX_MESSAGE = 24 * 1024 * 1024
 #: Blocks sent for one sync request.
@@ -54,3 +56,14 @@ class SyncBlock(Struct):
 
 def envelope(kind: int, payload: bytes) -> bytes:
     return Envelope(kind, payload).encode()
+
+
+@dataclass(frozen=True)
+class VaultBlob(Struct):
+    hash: bytes = field_(HASH)
+    data: bytes = field_(Bytes(max=MAX_MESSAGE - 1024))
+
+
+@dataclass(frozen=True)
+class VaultRequest(Struct):
+    hash: bytes = field_(HASH)

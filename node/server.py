@@ -16,12 +16,13 @@ import uvicorn
 from consensus.crypto import Ed25519Signer, account_id
 from node.api import create_app
 from node.config import NodeConfig, load_home
+from node.core import NodeCore
 from node.driver import ConsensusDriver, GuardedSigner
+from node.messages import MAX_MESSAGE
 from node.p2p import LocalNode, PeerConfig, PeerManager
 from node.privval import PrivValidator
-from node.wal import WAL
-from node.core import NodeCore
 from node.service import NodeService
+from node.wal import WAL
 
 log = logging.getLogger("mydata.node")
 
@@ -74,7 +75,7 @@ def _consensus_engine(home: Path, config: NodeConfig, core: NodeCore, service: N
     pv = PrivValidator(home / "priv_validator_state.json", signer)
     wal = WAL(home / "wal")
     peers = PeerManager(LocalNode(signer, core.chain_id, is_member),
-                        PeerConfig(listen=config.p2p, peers=tuple(config.peers)))
+                        PeerConfig(listen=config.p2p, peers=tuple(config.peers), max_frame=MAX_MESSAGE + 1024))
     return ConsensusDriver(service, peers, GuardedSigner(pv), wal)
 
 
