@@ -146,11 +146,11 @@ class ConsensusDriver:
         try:
             self.core.vault_put(blob_hash, data)
         except VaultError as e:
-            if e.code == "not_referenced" and self._orphan_bytes + len(data) <= MAX_ORPHAN_BYTES:
-                # The transaction naming it has not reached us yet: keep it until a block or the tx comes.
-                if blob_hash not in self._orphans:
-                    self._orphans[blob_hash] = data
-                    self._orphan_bytes += len(data)
+            # The transaction naming it may not have reached us yet: keep it until a block or the tx comes.
+            if (e.code == "not_referenced" and blob_hash not in self._orphans
+                    and self._orphan_bytes + len(data) <= MAX_ORPHAN_BYTES):
+                self._orphans[blob_hash] = data
+                self._orphan_bytes += len(data)
 
     def _retry_orphans(self) -> None:
         for h in list(self._orphans):
@@ -210,12 +210,11 @@ class ConsensusDriver:
                     # undecided, send ours again now and then, as CometBFT's gossip does.
                     for data in self._own:
                         self.peers.broadcast(data)
-                elif kind == "kick":
-                    if not self.started and len(self.core.mempool) > 0:
-                        await self._handle(self._start_height())
-                elif kind == "expire":
-                    if not self.started:  # a grant is due: a block (empty if need be) makes it expire
-                        await self._handle(self._start_height())
+                elif kind in ("kick", "expire") and not self.started and (
+                        kind == "expire" or len(self.core.mempool) > 0):
+                    # Work for the next height: transactions, or a grant due to expire (an empty block
+                    # makes it expire on time).
+                    await self._handle(self._start_height())
             except Exception:
                 log.exception("consensus driver failed on a %s input; stopping the node", kind)
                 import os
