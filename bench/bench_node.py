@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from bench.bench_core import bench_verify
-from cli.demo import PAYMENT, demo_genesis, demo_identities, start_local_node
+from cli.demo import PAYMENT, demo_genesis, demo_identities, start_local_net
 from consensus.types import ConsensusParams, Tx
 from contracts.records import Kind
 from contracts.txs import GrantConsent, IssueAsset, RegisterHolder
@@ -219,13 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--holders", type=int, default=2000)
     ap.add_argument("--pulls", type=int, default=50)
+    ap.add_argument("--validators", type=int, default=1, help="validator nodes (1: the single-node producer)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     verify_rate = bench_verify()
     with tempfile.TemporaryDirectory(prefix="mydata-bench-") as d:
-        ids = demo_identities()
-        genesis = demo_genesis(ids, params=ConsensusParams.default())
-        node = start_local_node(Path(d), ids, genesis)
+        ids = demo_identities(args.validators)
+        genesis = demo_genesis(ids, params=ConsensusParams.default(), validators=args.validators)
+        nodes = start_local_net(Path(d), ids, genesis, args.validators)
+        node = nodes[0]
         try:
             print(f"node at {node.url}; setting up {args.holders} holders with one asset each...", file=sys.stderr)
             people, assets = setup(node.url, ids, args.holders)
@@ -242,8 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pull {p['package_field_bytes']:>6} B: p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms",
                       file=sys.stderr)
         finally:
-            node.stop()
-    out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, Python {platform.python_version()}",
+            for n in nodes:
+                n.stop()
+    out = {"validators": args.validators,"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, Python {platform.python_version()}",
            "ed25519_verify_per_s": verify_rate, "sweep": sweep, "pulls": pulls}
     print(json.dumps(out, indent=2))
     if args.json:
