@@ -101,6 +101,21 @@ class State:
     def put_account(self, a: Account) -> None:
         self.put(Kind.ACCOUNT, a.id, a)
 
+    # ---- signing keys in use (HLD-4): every current signing key and delegate key -> its account ---------
+
+    def key_owner(self, pubkey: bytes) -> bytes | None:
+        return self.get_raw(Kind.KEY + pubkey)
+
+    def claim_key(self, pubkey: bytes, account: bytes) -> None:
+        """Bind a signing key to an account, refusing a key that already signs for another one."""
+        owner = self.key_owner(pubkey)
+        if owner is not None and owner != account:
+            raise Failure(Code.KEY_IN_USE, "this key already signs for another account")
+        self.put_raw(Kind.KEY + pubkey, account)
+
+    def release_key(self, pubkey: bytes) -> None:
+        self.delete_raw(Kind.KEY + pubkey)
+
     def params(self) -> ConsensusParams:
         p = self.get(ConsensusParams, Kind.PARAMS)
         assert p is not None, "state has no consensus parameters: init_chain did not run"

@@ -146,6 +146,7 @@ class Ledger:
         for m in app.members:
             st.put_account(Account(m.id, AccountKind.MEMBER, m.name, m.roles, m.sign_pk, m.enc_pk,
                                    Status.ACTIVE, 0, b"", (), 0))
+            st.claim_key(m.sign_pk, m.id)
         st.set_admins(tuple(m.id for m in app.members if "admin" in m.roles))
         st.set_threshold(app.admin_threshold)
         for s in app.schemas:

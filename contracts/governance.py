@@ -103,6 +103,7 @@ def register_member(ctx: TxContext, a: RegisterMember) -> None:
     st = ctx.state
     aid = account_id(a.sign_pk)
     require(st.account(aid) is None, Code.ACCOUNT_EXISTS, f"account {aid.hex()[:16]} exists")
+    st.claim_key(a.sign_pk, aid)
     st.put_account(Account(aid, AccountKind.MEMBER, a.name, a.roles, a.sign_pk, a.enc_pk, Status.ACTIVE, 0,
                            b"", (), ctx.block.height))
     if Role.ADMIN in a.roles:

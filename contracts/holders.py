@@ -9,7 +9,9 @@ Rules (docs/contracts.md, HLD-1..HLD-5):
          at most 16 delegates. A delegate signs for the enterprise in every holder action.
 - HLD-3  Every account rotates its own signing and encryption keys, with its current own key. The account
          id does not change. A new signing key must not be a delegate key of the same account.
-- HLD-4  A signing key that is the key of another existing account id cannot be used for a new account.
+- HLD-4  A signing key signs for one account only: registering, rotating to or adding as a delegate a key
+         that is already the current or a delegate key of another account fails with key_in_use (and a
+         key whose hash is an existing account id cannot start a new account: account_exists).
 - HLD-5  Suspended accounts can do nothing (checked for every transaction by the executor).
 """
 
@@ -33,6 +35,7 @@ def register_holder(ctx: TxContext, body: RegisterHolder) -> None:
     require(st.account(aid) is None, Code.ACCOUNT_EXISTS, f"account {aid.hex()[:16]} exists")
     require(st.get_raw(Kind.SUBJECT + body.subject_ref) is None, Code.SUBJECT_EXISTS,
             "this subject already has an account")
+    st.claim_key(body.sign_pk, aid)
     st.put_account(Account(aid, body.kind, "", (), body.sign_pk, body.enc_pk, Status.ACTIVE, 0,
                            body.subject_ref, (), ctx.block.height))
     st.put_raw(Kind.SUBJECT + body.subject_ref, aid)
@@ -45,6 +48,7 @@ def add_delegate(ctx: TxContext, body: Delegate) -> None:
     a = _own_enterprise(ctx)
     require(body.pubkey not in a.delegates and body.pubkey != a.sign_pk, Code.DELEGATE_EXISTS)
     require(len(a.delegates) < 16, Code.TOO_MANY_DELEGATES)
+    ctx.state.claim_key(body.pubkey, a.id)
     ctx.state.put_account(a.evolve(delegates=tuple(sorted((*a.delegates, body.pubkey)))))
     ctx.emit("delegate_added", a.id, a.id)
 
@@ -53,6 +57,7 @@ def remove_delegate(ctx: TxContext, body: Delegate) -> None:
     """HLD-2."""
     a = _own_enterprise(ctx)
     require(body.pubkey in a.delegates, Code.UNKNOWN_DELEGATE)
+    ctx.state.release_key(body.pubkey)
     ctx.state.put_account(a.evolve(delegates=tuple(d for d in a.delegates if d != body.pubkey)))
     ctx.emit("delegate_removed", a.id, a.id)
 
@@ -71,6 +76,9 @@ def rotate_keys(ctx: TxContext, body: RotateKeys) -> None:
     require(body.sign_pk not in a.delegates, Code.KEY_IN_USE, "the new key is one of this account's delegates")
     other = ctx.state.account(account_id(body.sign_pk))
     require(other is None or other.id == a.id, Code.KEY_IN_USE, "the new key is another account's id key")
+    if body.sign_pk != a.sign_pk:
+        ctx.state.claim_key(body.sign_pk, a.id)
+        ctx.state.release_key(a.sign_pk)
     ctx.state.put_account(a.evolve(sign_pk=body.sign_pk, enc_pk=body.enc_pk))
     ctx.emit("keys_rotated", a.id, a.id)
 

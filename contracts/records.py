@@ -4,6 +4,7 @@ Authenticated state (`s/` + key, covered by the state tree and hence by the app 
 
     acct/<account id>        Account        members (organisations) and holders (persons, enterprises)
     subj/<subject ref>       bytes          the account bound to a salted subject reference
+    key/<pubkey>             bytes          the account a signing key (current or delegate) acts for
     schema/<name>            Schema
     gov/threshold            u32            admin approvals needed for an admin action
     gov/admins               [id]           every member holding the admin role
@@ -270,6 +271,7 @@ class Kind:
 
     ACCOUNT = b"acct/"
     SUBJECT = b"subj/"
+    KEY = b"key/"
     SCHEMA = b"schema/"
     THRESHOLD = b"gov/threshold"
     ADMINS = b"gov/admins"
