@@ -228,10 +228,11 @@ class ConsensusDriver:
         assert self.machine is not None
         self.started = True
         now = self.now_ms()
-        if not self._machine_started:
+        last = self.core.ledger.last
+        if not self._machine_started and self.machine.height == last.height + 1:
             self._machine_started = True
             return self.machine.start(now)
-        last = self.core.ledger.last
+        self._machine_started = True  # new_height starts the machine too (e.g. after block sync from scratch)
         return self.machine.new_height(last.height + 1, self.core.validators(), now, prev_time_ms=last.time_ms)
 
     def _on_message(self, peer: bytes, data: bytes, from_wal: bool = False) -> list[Any]:
