@@ -183,6 +183,16 @@ def _pk(v: str, what: str) -> bytes:
     return hex32(v, what)
 
 
+def _keys_of(ctx: Ctx, a: Namespace) -> tuple[bytes, bytes]:
+    """The signing and encryption public keys of --identity NAME, or of --sign-pk/--enc-pk."""
+    if a.identity:
+        info = ctx.keystore.info(a.identity)
+        return info.sign_pk, info.enc_pk
+    if not (a.sign_pk and a.enc_pk):
+        raise CliError("give --identity NAME (from this wallet) or both --sign-pk and --enc-pk")
+    return _pk(a.sign_pk, "sign key"), _pk(a.enc_pk, "enc key")
+
+
 def _propose(ctx: Ctx, action: Any, what: str) -> None:
     r = ctx.session().propose(action)
     ctx.out.result({"proposal": r.object_id.hex(), **r.to_json()},
@@ -191,13 +201,7 @@ def _propose(ctx: Ctx, action: Any, what: str) -> None:
 
 
 def admin_register_member(ctx: Ctx, a: Namespace) -> None:
-    if a.identity:
-        info = ctx.keystore.info(a.identity)
-        sign_pk, enc_pk = info.sign_pk, info.enc_pk
-    else:
-        if not (a.sign_pk and a.enc_pk):
-            raise CliError("give --identity NAME (from this wallet) or both --sign-pk and --enc-pk")
-        sign_pk, enc_pk = _pk(a.sign_pk, "sign key"), _pk(a.enc_pk, "enc key")
+    sign_pk, enc_pk = _keys_of(ctx, a)
     _propose(ctx, RegisterMember(a.name, tuple(sorted(csv(a.roles))), sign_pk, enc_pk), "register member")
 
 
@@ -206,13 +210,7 @@ def admin_update_member(ctx: Ctx, a: Namespace) -> None:
 
 
 def admin_register_holder(ctx: Ctx, a: Namespace) -> None:
-    if a.identity:
-        info = ctx.keystore.info(a.identity)
-        sign_pk, enc_pk = info.sign_pk, info.enc_pk
-    else:
-        if not (a.sign_pk and a.enc_pk):
-            raise CliError("give --identity NAME (from this wallet) or both --sign-pk and --enc-pk")
-        sign_pk, enc_pk = _pk(a.sign_pk, "sign key"), _pk(a.enc_pk, "enc key")
+    sign_pk, enc_pk = _keys_of(ctx, a)
     salt = bytes.fromhex(a.salt) if a.salt else None
     if salt is None or len(salt) < 16:
         raise CliError("--salt HEX (at least 16 bytes, the registrar's secret) is needed for the subject reference")
