@@ -1,6 +1,6 @@
 """`mydata`: the command line of MyData Ledger (docs/cli.md).
 
-    mydata demo                                  the whole story on a fresh local node
+    mydata demo                                  the whole story on a fresh local network (4 validators)
     mydata node init HOME --genesis FILE ...     a node home;  mydata node start HOME
     mydata testnet init DIR --validators N       a local network and demo identities;  testnet up DIR
     mydata wallet new|list|show|assets|grants|accesses|requests|grant|reject|revoke|request-asset|
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--as", dest="as_", metavar="NAME", help="the wallet identity that acts")
         return sp
 
-    d = cmd(sub, "demo", _demo, "run the whole story on a fresh local node; exits 0 if every step behaves")
+    d = cmd(sub, "demo", _demo, "run the whole story on a fresh local network; exits 0 if every step behaves")
     d.add_argument("--keep", action="store_true", help="keep the demo's temporary directory")
     d.add_argument("--validators", type=int, default=4, choices=range(1, 8), metavar="N",
                    help="validator nodes, each its own process (default 4; 1 to 7)")

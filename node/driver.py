@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -54,6 +55,8 @@ from node.wal import WAL
 
 #: Ciphertexts received before the transaction that names them, kept for a while (bytes in all).
 MAX_ORPHAN_BYTES = 64 * 1024 * 1024
+#: Peer messages read but not yet handled by the driver.
+MAX_QUEUED_MESSAGES = 2048
 
 log = logging.getLogger("mydata.consensus")
 
@@ -87,12 +90,14 @@ class ConsensusDriver:
         self.clock = clock
         self.status_interval = status_interval
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._net_slots = asyncio.Semaphore(MAX_QUEUED_MESSAGES)  # peer messages waiting in the queue
         self.machine: Tendermint | None = None
         self.started = False  # has the machine started its current height?
         self._machine_started = False
         self.tasks: list[asyncio.Task[None]] = []
         self.peer_heights: dict[bytes, int] = {}
         self._sync_asked: tuple[int, float] = (0, 0.0)
+        self._served: dict[bytes, float] = {}
         self._own: list[bytes] = []  # our proposals and votes of the current height, to send again
         self._orphans: dict[bytes, bytes] = {}
         self._orphan_bytes = 0
@@ -138,9 +143,19 @@ class ConsensusDriver:
         """A transaction arrived (API or gossip): the current height has work."""
         self.queue.put_nowait(("kick", None))
 
+    def _is_validator(self, peer: bytes) -> bool:
+        """Peer ids are node ids: the SHA-256 of the node key, the same as a validator's address."""
+        return peer in self.core.validators().by_address
+
+    def _to_validators(self, data: bytes) -> None:
+        for peer in self.peers.connected():
+            if self._is_validator(peer):
+                self.peers.send(peer, data)
+
     def on_local_blob(self, blob_hash: bytes, data: bytes) -> None:
-        """A ciphertext uploaded here: every node's vault gets a copy (DESIGN: replicated to the validators)."""
-        self.peers.broadcast(m.envelope(m.VAULT_BLOB, m.VaultBlob(blob_hash, data).encode()))
+        """A ciphertext uploaded here: every validator's vault gets a copy (DESIGN: replicated to the
+        validators; never to other members' nodes)."""
+        self._to_validators(m.envelope(m.VAULT_BLOB, m.VaultBlob(blob_hash, data).encode()))
 
     def _store_blob(self, blob_hash: bytes, data: bytes) -> None:
         try:
@@ -148,9 +163,13 @@ class ConsensusDriver:
         except VaultError as e:
             # The transaction naming it may not have reached us yet: keep it until a block or the tx comes.
             if (e.code == "not_referenced" and blob_hash not in self._orphans
-                    and self._orphan_bytes + len(data) <= MAX_ORPHAN_BYTES):
-                self._orphans[blob_hash] = data
-                self._orphan_bytes += len(data)
+                    and hashlib.sha256(data).digest() == blob_hash):
+                while self._orphans and self._orphan_bytes + len(data) > MAX_ORPHAN_BYTES:
+                    old = self._orphans.pop(next(iter(self._orphans)))  # the oldest goes first
+                    self._orphan_bytes -= len(old)
+                if len(data) <= MAX_ORPHAN_BYTES:
+                    self._orphans[blob_hash] = data
+                    self._orphan_bytes += len(data)
 
     def _retry_orphans(self) -> None:
         for h in list(self._orphans):
@@ -170,7 +189,7 @@ class ConsensusDriver:
                 continue
             blob = referenced_blob(tx)
             if blob and self.core.is_referenced(blob) and self.core.vault_get(blob) is None:
-                self.peers.broadcast(m.envelope(m.VAULT_REQUEST, m.VaultRequest(blob).encode()))
+                self._to_validators(m.envelope(m.VAULT_REQUEST, m.VaultRequest(blob).encode()))
 
     def on_local_tx(self, raw: bytes) -> None:
         self.peers.broadcast(m.envelope(m.TX, raw))
@@ -181,6 +200,7 @@ class ConsensusDriver:
     async def _read_peers(self) -> None:
         while True:
             peer, data = await self.peers.recv()
+            await self._net_slots.acquire()  # backpressure: the peer layer's inbound queue fills, then TCP
             self.queue.put_nowait(("msg", (peer, data)))
 
     async def _gossip_status(self) -> None:
@@ -191,6 +211,7 @@ class ConsensusDriver:
                 self.queue.put_nowait(("expire", None))
             if self.started and self._own:
                 self.queue.put_nowait(("resend", None))
+            await self.peers.disconnect_non_members()  # a member suspended on chain loses its links
             await asyncio.sleep(self.status_interval)
 
     async def _run(self) -> None:
@@ -198,6 +219,7 @@ class ConsensusDriver:
             kind, item = await self.queue.get()
             try:
                 if kind == "msg":
+                    self._net_slots.release()
                     peer, data = item
                     await self._handle(self._on_message(peer, data))
                 elif kind == "timeout":
@@ -211,7 +233,7 @@ class ConsensusDriver:
                     for data in self._own:
                         self.peers.broadcast(data)
                 elif kind in ("kick", "expire") and not self.started and (
-                        kind == "expire" or len(self.core.mempool) > 0):
+                        kind == "expire" or self.core.mempool.has_ready()):
                     # Work for the next height: transactions, or a grant due to expire (an empty block
                     # makes it expire on time).
                     await self._handle(self._start_height())
@@ -246,8 +268,10 @@ class ConsensusDriver:
                 event: Any = (ProposalReceived(ProposalMessage.decode(env.payload)) if env.kind == m.PROPOSAL
                               else VoteReceived(Vote.decode(env.payload)))
                 msg_height = (event.message.proposal.height if env.kind == m.PROPOSAL else event.vote.height)
-                if msg_height <= self.core.height:
-                    return []
+                if msg_height <= self.core.height or msg_height > self.core.height + 2:
+                    return []  # done, or too far ahead (block sync covers it): nothing to log or do
+                if not from_wal and not self._is_validator(peer):
+                    return []  # only validators' consensus messages count; observers just listen
                 if not from_wal:
                     self.wal.append(data)
                 actions: list[Any] = []
@@ -264,7 +288,7 @@ class ConsensusDriver:
                 if r.code == "ok":
                     self.service.metrics.txs_submitted.labels(code="gossip").inc()
                     self.peers.broadcast(data, exclude=peer)
-                    if not self.started:
+                    if not self.started and self.core.mempool.has_ready():
                         return self._start_height()
                 return []
             if env.kind == m.STATUS:
@@ -273,6 +297,10 @@ class ConsensusDriver:
                 return []
             if env.kind == m.SYNC_REQUEST:
                 self._serve_sync(peer, m.SyncRequest.decode(env.payload))
+                return []
+            if env.kind in (m.VAULT_BLOB, m.VAULT_REQUEST) and not self._is_validator(peer):
+                # Ciphertexts are replicated among the validators only: a consumer's or an auditor's
+                # observer node gets data through an access on chain, never through the peer network.
                 return []
             if env.kind == m.VAULT_BLOB:
                 vb = m.VaultBlob.decode(env.payload)
@@ -329,7 +357,7 @@ class ConsensusDriver:
         log.info("%s block %d (%d txs)", "synced" if synced else "committed", block.header.height, len(block.txs))
         if block.header.height % 1000 == 0:
             self.wal.truncate_before(block.header.height - 10)
-        if len(core.mempool) > 0:
+        if core.mempool.has_ready():
             await self._handle(self._start_height())
 
     # ---- block sync --------------------------------------------------------------------------------------
@@ -346,6 +374,10 @@ class ConsensusDriver:
         self.peers.send(peer, m.envelope(m.SYNC_REQUEST, m.SyncRequest(mine + 1, m.SYNC_BATCH).encode()))
 
     def _serve_sync(self, peer: bytes, req: m.SyncRequest) -> None:
+        now = time.monotonic()
+        if now - self._served.get(peer, 0.0) < 0.5:
+            return  # at most two batches a second per peer
+        self._served[peer] = now
         top = min(self.core.height, req.from_height + min(req.count, m.SYNC_BATCH) - 1)
         for h in range(req.from_height, top + 1):
             block, commit = self.core.block(h), self.core.commit(h)

@@ -202,6 +202,10 @@ class Mempool:
 
     # ---- block building (MEM-3) ------------------------------------------------------------------------
 
+    def has_ready(self) -> bool:
+        """Whether some waiting transaction could go into a block now (not only ones behind a nonce gap)."""
+        return bool(self._by_hash) and bool(self.reap(1, 1 << 40))
+
     def reap(self, max_txs: int, max_bytes: int, *, overhead: int = 0) -> list[bytes]:
         """Up to `max_txs` transactions of at most `max_bytes` in all (each counted as its length plus
         `overhead`), in MEM-3 order. Nothing is removed: the block's commit does that."""

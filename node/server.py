@@ -42,7 +42,7 @@ def run_node(home: Path, api: str | None = None) -> None:
     log.info("node %s on chain %s at height %d, app hash %s; API on http://%s", config.name, genesis.chain_id,
              status["height"], status["app_hash"], config.api)
     service = NodeService(core)
-    if config.peers or len(genesis.validators.validators) > 1:
+    if config.peers or len(core.validators().validators) > 1:
         service.engine = _consensus_engine(home, config, core, service, signer)
         log.info("BFT consensus with %d validator(s); p2p on %s, %d peer(s) to dial",
                  len(genesis.validators.validators), config.p2p, len(config.peers))
@@ -72,8 +72,11 @@ def _consensus_engine(home: Path, config: NodeConfig, core: NodeCore, service: N
         a = core.state().account(account_id(pubkey))
         return a is not None and a.kind == "member" and a.status == "active"
 
-    pv = PrivValidator(home / "priv_validator_state.json", signer)
-    wal = WAL(home / "wal")
+    # A node that has taken part in consensus before has a WAL: its double-sign state must be there too (a
+    # missing state file would let it sign again what it signed before a crash).
+    fresh = not (home / "wal").exists()
+    pv = PrivValidator(home / "priv_validator_state.json", signer, create=fresh)
+    wal = WAL(home / "wal", max_frame_bytes=MAX_MESSAGE + 1024)
     peers = PeerManager(LocalNode(signer, core.chain_id, is_member),
                         PeerConfig(listen=config.p2p, peers=tuple(config.peers), max_frame=MAX_MESSAGE + 1024))
     return ConsensusDriver(service, peers, GuardedSigner(pv), wal)
