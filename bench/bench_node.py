@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import threading
@@ -38,7 +37,7 @@ def pct(xs: list[float], p: float) -> float:
     if not xs:
         return float("nan")
     s = sorted(xs)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 class Watcher(threading.Thread):
@@ -83,7 +82,7 @@ def submit_batches(url: str, raws: list[bytes], accounts: int, rate: float, seco
                     cv.wait(0.05)
                 if not queues[k]:
                     return
-                body, hashes = queues[k].pop(0)
+                body, _hashes = queues[k].pop(0)
             t = time.perf_counter()
             r = http.post("/v1/txs", content=body, headers={"Content-Type": "application/json"})
             with lock:
@@ -235,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             sweep = []
             for rate in (float(r) for r in args.rates.split(",")):
                 r = run_rate(node.url, ids, people, assets, nonces, rate, args.seconds)
-                print(f"target {rate:6.0f}/s offered {r['offered_per_s']:6.0f}/s: committed {r['committed_per_s']:7.0f}/s, latency p50 "
+                print(f"target {rate:6.0f}/s offered {r['offered_per_s']:6.0f}/s: "
+                      f"committed {r['committed_per_s']:7.0f}/s, latency p50 "
                       f"{r['latency_ms_p50']:6.1f} p95 {r['latency_ms_p95']:6.1f} p99 {r['latency_ms_p99']:6.1f} ms",
                       file=sys.stderr)
                 sweep.append(r)
@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for n in nodes:
                 n.stop()
-    out = {"validators": args.validators,"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, Python {platform.python_version()}",
+    out = {"validators": args.validators, "date": time.strftime("%Y-%m-%d"),
+           "machine": f"{platform.machine()}, Python {platform.python_version()}",
            "ed25519_verify_per_s": verify_rate, "sweep": sweep, "pulls": pulls}
     print(json.dumps(out, indent=2))
     if args.json:
