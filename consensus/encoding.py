@@ -196,8 +196,13 @@ class Text(Codec[str]):
     def __init__(self, max: int, *, min: int = 0, allowed: Callable[[str], bool] | None = None,
                  what: str = "") -> None:
         self.max, self.min, self.allowed, self.what = max, min, allowed, what
+        # Strings that passed every check. Chain ids, transaction types, field and schema names repeat in
+        # every transaction; the checks are a pure function of the string, so a hit is exact.
+        self._passed: set[str] = set()
 
     def check(self, v: object, name: str) -> str:
+        if type(v) is str and v in self._passed:
+            return v
         if type(v) is not str:
             if not isinstance(v, str):
                 raise DecodeError(f"{name}: expected a string, got {type(v).__name__}")
@@ -212,6 +217,10 @@ class Text(Codec[str]):
             raise DecodeError(f"{name}: must have at least {self.min} bytes")
         if self.allowed is not None and not self.allowed(v):
             raise DecodeError(f"{name}: {v!r} is not {self.what or 'allowed'}")
+        if n <= 64:
+            if len(self._passed) >= 4096:
+                self._passed.clear()
+            self._passed.add(v)
         return v
 
 
