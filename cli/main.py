@@ -254,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         from consensus.errors import LedgerError
         from node.config import ConfigError
         from node.core import NodeError
+        from node.privval import PrivValError
+        from node.wal import WALError
 
-        if isinstance(e, ConfigError | NodeError | LedgerError | OSError | ValueError):
+        if isinstance(e, ConfigError | NodeError | LedgerError | PrivValError | WALError | OSError | ValueError):
             print(f"mydata: {_one_line(e)}", file=sys.stderr)
             return 1
         raise

@@ -7,7 +7,8 @@ Rules (docs/contracts.md, GOV-1..GOV-8):
          transaction whose approval reaches the threshold, and is closed after.
 - GOV-3  If the action breaks a rule when it runs, the transaction fails with the action's code and the
          approval is not recorded: the proposal stays open, unchanged.
-- GOV-4  `member.register`: a new account id (the hash of the member's signing key); at least one role.
+- GOV-4  `member.register`: a new account id (the hash of the member's signing key), a signing key that
+         signs for no other account (HLD-4: key_in_use); at least one role.
 - GOV-5  `member.update`: only members (not holders); the active admins must still reach the threshold.
 - GOV-6  `schema.register`: creates, or updates a schema keeping all its fields (fields are never
          removed, since issued assets use them); every issuer is an existing member with the issuer role.

@@ -10,8 +10,8 @@ feeds `TimeoutFired` back; `Decide` -> verify the commit, write the block with i
 batch (off the event loop), mark the end of the height in the WAL, publish events, then enter the next
 height; `EvidenceFound` -> an `evidence.submit` transaction signed by the node key.
 
-A height starts only when there is work: a waiting transaction, a message of that height from a peer, or a
-grant due to expire. An idle chain therefore makes no blocks. A node that falls behind (status gossip shows
+A height starts only when there is work: an executable waiting transaction, a validator's message of that
+height, or a grant due to expire. An idle chain therefore makes no blocks. A node that falls behind (status gossip shows
 a higher height) asks a peer for the missing blocks and applies each after checking its commit certificate.
 """
 

@@ -10,7 +10,7 @@
 | 4    | Status                                   | "my last committed height is ..." (every second)   |
 | 5    | SyncRequest                              | "send me the blocks from ..." (block sync)         |
 | 6    | SyncBlock                                | a committed block with the commit that finalised it |
-| 7    | VaultBlob                                | a vault ciphertext (replication to every node)     |
+| 7    | VaultBlob                                | a vault ciphertext (replicated among validators)   |
 | 8    | VaultRequest                             | "send me this ciphertext" (a node that lacks one)  |
 
 Decoding checks everything (consensus.encoding); a peer that sends garbage is the peer's problem, never a crash.

@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from consensus.crypto import Ed25519Signer, account_id
+from consensus.crypto import Ed25519Signer
 from node.api import create_app
 from node.config import NodeConfig, load_home
 from node.core import NodeCore
@@ -43,9 +43,13 @@ def run_node(home: Path, api: str | None = None) -> None:
              status["height"], status["app_hash"], config.api)
     service = NodeService(core)
     if config.peers or len(core.validators().validators) > 1:
-        service.engine = _consensus_engine(home, config, core, service, signer)
+        try:
+            service.engine = _consensus_engine(home, config, core, service, signer)
+        except BaseException:
+            core.close()
+            raise
         log.info("BFT consensus with %d validator(s); p2p on %s, %d peer(s) to dial",
-                 len(genesis.validators.validators), config.p2p, len(config.peers))
+                 len(core.validators().validators), config.p2p, len(config.peers))
     app = create_app(service)
     server = _Server(uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning",
                                     access_log=False, lifespan="on", timeout_graceful_shutdown=5))
@@ -69,8 +73,12 @@ def _consensus_engine(home: Path, config: NodeConfig, core: NodeCore, service: N
     only: a peer's node key must be an active member account on chain), and the driver."""
 
     def is_member(pubkey: bytes) -> bool:
-        a = core.state().account(account_id(pubkey))
-        return a is not None and a.kind == "member" and a.status == "active"
+        # The key must be the current signing key of an active member account (HLD-4's key index says
+        # which account, if any, a key signs for).
+        st = core.state()
+        owner = st.key_owner(pubkey)
+        a = None if owner is None else st.account(owner)
+        return a is not None and a.kind == "member" and a.status == "active" and a.sign_pk == pubkey
 
     # A node that has taken part in consensus before has a WAL: its double-sign state must be there too (a
     # missing state file would let it sign again what it signed before a crash).
