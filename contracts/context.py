@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from consensus.app import BlockContext
-from consensus.encoding import HASH, U32, ListOf, Struct, decode_value, encode_value
+from consensus.encoding import U32, Struct, decode_value, encode_value
 from consensus.kv import Overlay
 from consensus.types import ConsensusParams, ValidatorSet
 from contracts.codes import Code, Failure
 from contracts.records import (
+    ADMIN_IDS,
     STATE,
     Account,
     Index,
@@ -27,9 +28,7 @@ from contracts.records import (
 )
 
 R = TypeVar("R", bound=Struct)
-#: How many members may hold the admin role at once (the list is read on every admin action).
-MAX_ADMINS = 256
-ADMIN_LIST = ListOf(HASH, MAX_ADMINS, unique_sorted=True)
+ADMIN_LIST = ADMIN_IDS
 
 
 class RecordCache:

@@ -27,8 +27,10 @@ from consensus.encoding import Struct
 from consensus.errors import DecodeError, ValidationError
 from consensus.types import Validator, ValidatorSet
 from contracts.codes import Code, Failure, require
-from contracts.context import MAX_ADMINS, State, TxContext
+from contracts.context import State, TxContext
 from contracts.records import (
+    MAX_ADMINS,
+    MAX_VALIDATOR_CHANGES,
     Account,
     AccountKind,
     AdminProposal,
@@ -165,6 +167,8 @@ def set_validator(ctx: TxContext, a: SetValidator) -> None:
     raw = st.get_raw(key)
     pending = PendingValidators(()) if raw is None else PendingValidators.decode(raw)
     updates = (*[u for u in pending.updates if u.pubkey != a.pubkey], ValidatorUpdate(a.pubkey, a.power, a.name))
+    require(len(updates) <= MAX_VALIDATOR_CHANGES, Code.INVALID_VALIDATOR_SET,
+            f"at most {MAX_VALIDATOR_CHANGES} validator changes take effect at one height")
     # The set must still be valid after every change scheduled up to and including that height.
     future = st.validators()
     for _, raw_p in st.scan(Kind.VALPEND):

@@ -114,6 +114,12 @@ PURPOSE = Text(200, min=1)
 REASON = Text(200)
 ROLES = ListOf(one_of(Role), 6, unique_sorted=True)
 IDS = ListOf(HASH, 64, unique_sorted=True)
+#: How many members may hold the admin role at once (the list is read on every admin action); a proposal can
+#: gather that many approvals.
+MAX_ADMINS = 256
+ADMIN_IDS = ListOf(HASH, MAX_ADMINS, unique_sorted=True)
+#: Validator changes scheduled for one height (PendingValidators).
+MAX_VALIDATOR_CHANGES = 128
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,7 @@ class ValidatorUpdate(Struct):
 
 @dataclass(frozen=True)
 class PendingValidators(Struct):
-    updates: tuple[ValidatorUpdate, ...] = field_(ListOf(Nested(ValidatorUpdate), 128))
+    updates: tuple[ValidatorUpdate, ...] = field_(ListOf(Nested(ValidatorUpdate), MAX_VALIDATOR_CHANGES))
 
 
 @dataclass(frozen=True)
@@ -166,7 +172,7 @@ class AdminProposal(Struct):
     proposer: bytes = field_(HASH)
     action: str = field_(Text(32))
     payload: bytes = field_(Bytes(max=16 * 1024))
-    approvals: tuple[bytes, ...] = field_(IDS)
+    approvals: tuple[bytes, ...] = field_(ADMIN_IDS)
     status: str = field_(Text(16))  # "open" or "executed"
     created_height: int = field_(U64)
     executed_height: int = field_(U64)
