@@ -209,6 +209,7 @@ class NodeCore:
         self._staged: dict[bytes, BlockExecution] = {}  # executions of proposals at the next height
         self._erasures_pending = True  # check for markers a crash may have left
         self._finish_erasures()
+        self._sweep_unreferenced()
 
     @classmethod
     def open(cls, home: str | os.PathLike[str], genesis: Genesis, signer: Signer | None, name: str,
@@ -446,6 +447,18 @@ class NodeCore:
             if grant is not None and asset_id in grant.assets:
                 blobs.add(grant.package_hash)
         return blobs
+
+    def _sweep_unreferenced(self) -> None:
+        """On open the mempool is empty: a blob no committed object names was uploaded for a transaction
+        that never committed (lost with the mempool, or failed); nothing can ever reference it again."""
+        gone = [h for h in self.vault.hashes() if self.store.get(VAULT_REF + h) is None]
+        for h in gone:
+            try:
+                self.vault.delete(h)
+            except OSError as e:
+                log.warning("vault: could not delete an unreferenced blob: %s", e)
+        if gone:
+            log.info("vault: deleted %d blob(s) that no committed transaction references", len(gone))
 
     def _finish_erasures(self) -> None:
         """NODE-5: delete the blobs marked `v/erase/`, then the markers; on failure keep them for later."""

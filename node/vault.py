@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["DEFAULT_MAX_BLOB_BYTES", "Vault", "VaultError"]
@@ -112,6 +113,17 @@ class Vault:
         return True
 
     # ---- housekeeping --------------------------------------------------------------------------------
+
+    def hashes(self) -> Iterator[bytes]:
+        """Every blob hash the vault holds (in no particular order)."""
+        for shard in self.root.iterdir():
+            if shard.is_dir() and len(shard.name) == 2:
+                for f in shard.iterdir():
+                    if len(f.name) == 64 and not f.name.endswith(".tmp"):
+                        try:
+                            yield bytes.fromhex(f.name)
+                        except ValueError:
+                            continue
 
     def _remove_temporaries(self) -> None:
         for shard in self.root.iterdir():

@@ -274,10 +274,6 @@ def test_genesis_mismatch_is_one_line(tmp_path: Path, procs: list[NodeProcess]) 
     assert json.loads((n.home / "config.json").read_text())["chain_id"] == n.genesis.chain_id
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a ciphertext uploaded for a transaction that was still waiting in "
-                   "the mempool when the node stopped is kept in the vault forever after the restart: the mempool "
-                   "is not persisted, so nothing references the blob, yet nothing deletes it (NODE-6 deletes "
-                   "such blobs only when a block drops their transaction; NodeCore.open does not sweep the vault)")
 def test_blobs_of_transactions_lost_with_the_mempool_are_deleted(tmp_path: Path,
                                                                  procs: list[NodeProcess]) -> None:
     from wallet.assetdata import seal_asset
