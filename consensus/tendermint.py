@@ -473,6 +473,16 @@ class Tendermint:
         self._run()
         return self._take()
 
+    def restore(self, events: list[Event]) -> None:
+        """Before `start`: feed back the messages of this height replayed from the WAL (own and received).
+        They enter the message log without any rule running; `start` then acts on all of them at once, and
+        re-broadcasts our own proposal and votes for the slots they fill instead of signing anything anew."""
+        if self._started:
+            raise RuntimeError("restore() comes before start()")
+        for event in events:
+            if not isinstance(event, TimeoutFired):
+                self._dispatch(event)
+
     def step(self, event: Event, now_ms: int) -> list[Action]:
         if not self._started:
             raise RuntimeError("call start() before step()")

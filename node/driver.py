@@ -57,6 +57,8 @@ from node.wal import WAL
 MAX_ORPHAN_BYTES = 64 * 1024 * 1024
 #: Peer messages read but not yet handled by the driver.
 MAX_QUEUED_MESSAGES = 2048
+#: Distinct consensus messages relayed per height (a bound against a flooding validator).
+MAX_SEEN = 100_000
 
 log = logging.getLogger("mydata.consensus")
 
@@ -98,6 +100,7 @@ class ConsensusDriver:
         self.peer_heights: dict[bytes, int] = {}
         self._sync_asked: tuple[int, float] = (0, 0.0)
         self._served: dict[bytes, float] = {}
+        self._seen: set[bytes] = set()  # consensus messages of the current height already relayed
         self._own: list[bytes] = []  # our proposals and votes of the current height, to send again
         self._orphans: dict[bytes, bytes] = {}
         self._orphan_bytes = 0
@@ -117,14 +120,13 @@ class ConsensusDriver:
                                   core.ledger.state().params(), hooks, prev_time_ms=last.time_ms)
         replay_height, records = self.wal.recover()
         if records and replay_height == last.height:
-            # Messages of the unfinished height: start, then feed them back (own votes included, so the
-            # machine knows what it signed; the PrivValidator refuses anything conflicting anyway). The
-            # actions (timeouts to arm, messages to send again) are handled first thing by the loop.
+            # Messages of the unfinished height, own ones included: into the machine's log BEFORE it starts,
+            # so it re-sends what it signed before the crash instead of signing anything anew (the
+            # PrivValidator would refuse a conflicting signature anyway). Then start, and handle what it says.
             log.info("replaying %d WAL records of height %d", len(records), last.height + 1)
-            actions = self._start_height()
-            for rec in records:
-                actions.extend(self._on_message(b"", rec, from_wal=True))
-            self.queue.put_nowait(("actions", actions))
+            events = [e for e in (self._wal_event(rec) for rec in records) if e is not None]
+            self.machine.restore(events)
+            self.queue.put_nowait(("actions", self._start_height()))
         self.tasks = [asyncio.create_task(self._run(), name="consensus"),
                       asyncio.create_task(self._read_peers(), name="p2p-reader"),
                       asyncio.create_task(self._gossip_status(), name="status")]
@@ -257,7 +259,23 @@ class ConsensusDriver:
         self._machine_started = True  # new_height starts the machine too (e.g. after block sync from scratch)
         return self.machine.new_height(last.height + 1, self.core.validators(), now, prev_time_ms=last.time_ms)
 
-    def _on_message(self, peer: bytes, data: bytes, from_wal: bool = False) -> list[Any]:
+    def _wal_event(self, rec: bytes) -> Any:
+        """A WAL record as a machine event (None for what is not a proposal or vote of the next height)."""
+        try:
+            env = m.Envelope.decode(rec, max_bytes=m.MAX_MESSAGE + 64)
+            if env.kind == m.PROPOSAL:
+                ev: Any = ProposalReceived(ProposalMessage.decode(env.payload))
+                h = ev.message.proposal.height
+            elif env.kind == m.VOTE:
+                ev = VoteReceived(Vote.decode(env.payload))
+                h = ev.vote.height
+            else:
+                return None
+        except LedgerError:
+            return None
+        return ev if h == self.core.height + 1 else None
+
+    def _on_message(self, peer: bytes, data: bytes) -> list[Any]:
         try:
             env = m.Envelope.decode(data, max_bytes=m.MAX_MESSAGE + 64)
         except LedgerError:
@@ -270,10 +288,16 @@ class ConsensusDriver:
                 msg_height = (event.message.proposal.height if env.kind == m.PROPOSAL else event.vote.height)
                 if msg_height <= self.core.height or msg_height > self.core.height + 2:
                     return []  # done, or too far ahead (block sync covers it): nothing to log or do
-                if not from_wal and not self._is_validator(peer):
+                if not self._is_validator(peer):
                     return []  # only validators' consensus messages count; observers just listen
-                if not from_wal:
-                    self.wal.append(data)
+                digest = hashlib.sha256(data).digest()
+                if digest in self._seen or len(self._seen) > MAX_SEEN:
+                    return []
+                self._seen.add(digest)
+                self.wal.append(data)
+                # Relay: every validator hears every validator, even through a peer that lost a link; and an
+                # honest node sees both votes of an equivocating one (evidence).
+                self.peers.broadcast(data, exclude=peer)
                 actions: list[Any] = []
                 if not self.started and msg_height == self.core.height + 1:
                     actions.extend(self._start_height())
@@ -327,6 +351,7 @@ class ConsensusDriver:
                 self.wal.append(data, sync=True)
                 self.peers.broadcast(data)
                 self._own.append(data)
+                self._seen.add(hashlib.sha256(data).digest())  # its echo from a peer is not news
             elif isinstance(a, ScheduleTimeout):
                 ev = TimeoutFired(a.height, a.round, a.step)
                 asyncio.get_running_loop().call_later(a.duration_ms / 1000, self.queue.put_nowait,
@@ -350,6 +375,7 @@ class ConsensusDriver:
         cb = core.finish_block(pending)
         self.wal.write_end_height(block.header.height)
         self._own.clear()
+        self._seen.clear()
         self.service._after_block(cb)
         self._retry_orphans()
         self._request_missing_blobs(block)
