@@ -43,6 +43,7 @@ from consensus.tendermint import (
 )
 from consensus.types import Block, CommitCertificate, Tx, Vote
 from contracts.execute import BlockRejected
+from contracts.records import Kind
 from contracts.txs import SubmitEvidence
 from node import messages as m
 from node.core import NodeError
@@ -101,6 +102,7 @@ class ConsensusDriver:
         self._sync_asked: tuple[int, float] = (0, 0.0)
         self._served: dict[bytes, float] = {}
         self._seen: set[bytes] = set()  # consensus messages of the current height already relayed
+        self._reported: set[bytes] = set()  # evidence this node has submitted
         self._own: list[bytes] = []  # our proposals and votes of the current height, to send again
         self._orphans: dict[bytes, bytes] = {}
         self._orphan_bytes = 0
@@ -414,8 +416,11 @@ class ConsensusDriver:
     # ---- evidence ------------------------------------------------------------------------------------------
 
     def _submit_evidence(self, ev: Evidence) -> None:
-        if self.signer is None:
+        if self.signer is None or ev.hash in self._reported:
             return
+        if self.core.state().get_raw(Kind.EVIDENCE + ev.hash) is not None:
+            return  # already on chain (reported by another node)
+        self._reported.add(ev.hash)
         me = account_id(self.signer.public_key)
         acct = self.core.state().account(me)
         if acct is None:
