@@ -5,40 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from cli.demo import demo_genesis, demo_identities, start_local_node
-from cli.localnet import NodeProcess
-from consensus.types import Genesis
 from node.config import read_genesis
-from wallet.actions import WalletSession
-from wallet.client import Client
-from wallet.devchain import Identity
-
-
-@dataclass
-class LiveNode:
-    process: NodeProcess
-    ids: dict[str, Identity]
-    genesis: Genesis
-    base: Path
-
-    @property
-    def url(self) -> str:
-        return self.process.url
-
-    def client(self, who: str | None = None) -> Client:
-        c = Client(self.url)
-        if who is None:
-            return c
-        i = self.ids[who]
-        return c.as_(i.signer, i.id)
-
-    def session(self, who: str) -> WalletSession:
-        return WalletSession(Client(self.url), self.ids[who])
+from tests.livenode import LiveNode
 
 
 @pytest.fixture

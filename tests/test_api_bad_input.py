@@ -19,22 +19,19 @@ import string
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from cli.demo import PAYMENT, demo_genesis, demo_identities, start_local_node
-from cli.localnet import NodeProcess
 from consensus.crypto import Domain, Signer, request_payload
-from consensus.types import Genesis, Tx
+from consensus.types import Tx
 from contracts.txs import RecordAccess, RegisterHolder, RequestConsent
 from node.config import read_genesis
-from wallet.actions import WalletSession, grant_window_ms, subject_ref
+from tests.livenode import LiveNode as Node
+from wallet.actions import grant_window_ms, subject_ref
 from wallet.assetdata import seal_asset
-from wallet.client import Client
-from wallet.devchain import Identity
 from wallet.tx import make_tx
 
 HTTP_TIMEOUT = 60.0
@@ -47,25 +44,6 @@ SIG_HEADERS = ("X-MyData-Account", "X-MyData-Key", "X-MyData-Time", "X-MyData-No
 
 
 # ---------------------------------------------------------------------------------------------- the node
-
-
-@dataclass
-class Node:
-    process: NodeProcess
-    ids: dict[str, Identity]
-    genesis: Genesis
-    base: Path
-
-    @property
-    def url(self) -> str:
-        return self.process.url
-
-    @property
-    def chain_id(self) -> str:
-        return self.genesis.chain_id
-
-    def session(self, who: str) -> WalletSession:
-        return WalletSession(Client(self.url, chain_id=self.chain_id), self.ids[who])
 
 
 @dataclass

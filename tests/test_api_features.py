@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,13 +21,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli.demo import LICENCE, PAYMENT, demo_genesis, demo_identities, start_local_node
-from cli.localnet import NodeProcess
 from consensus.crypto import Domain, request_payload
 from consensus.statetree import StateProof, verify_state_proof
-from consensus.types import Genesis
 from contracts.records import Access, Asset, Grant, Kind
 from contracts.txs import GrantConsent, RecordAccess, RegisterHolder
 from node.config import read_genesis
+from tests.livenode import LiveNode as Node
 from wallet.actions import DelegateActor, WalletSession, grant_window_ms, subject_ref
 from wallet.assetdata import WalletCryptoError
 from wallet.client import ApiError, Client
@@ -48,32 +46,6 @@ GRANTED = ["monthly_wage", "months_paid"]
 
 
 # ---------------------------------------------------------------------------------------------- the node
-
-
-@dataclass
-class Node:
-    process: NodeProcess
-    ids: dict[str, Identity]
-    genesis: Genesis
-    base: Path
-
-    @property
-    def url(self) -> str:
-        return self.process.url
-
-    @property
-    def chain_id(self) -> str:
-        return self.genesis.chain_id
-
-    def client(self, who: str | None = None) -> Client:
-        c = Client(self.url, chain_id=self.chain_id, timeout=HTTP_TIMEOUT)
-        if who is None:
-            return c
-        i = self.ids[who]
-        return c.as_(i.signer, i.id)
-
-    def session(self, who: str) -> WalletSession:
-        return WalletSession(Client(self.url, chain_id=self.chain_id), self.ids[who])
 
 
 @dataclass

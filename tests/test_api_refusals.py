@@ -17,20 +17,18 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from cli.demo import PAYMENT, demo_genesis, demo_identities, start_local_node
-from cli.localnet import NodeProcess
 from consensus.crypto import Domain, Signer, request_payload
-from consensus.types import Block, Genesis, Tx
+from consensus.types import Block, Tx
 from contracts.txs import RecordAccess, RegisterHolder
 from node.config import read_genesis
-from wallet.actions import WalletSession, grant_window_ms, subject_ref
-from wallet.client import Client
+from tests.livenode import LiveNode as Node
+from wallet.actions import grant_window_ms, subject_ref
 from wallet.devchain import Identity
 from wallet.tx import make_tx
 
@@ -49,32 +47,6 @@ GRANTED = ["monthly_wage", "months_paid"]
 
 
 # ---------------------------------------------------------------------------------------------- the node
-
-
-@dataclass
-class Node:
-    process: NodeProcess
-    ids: dict[str, Identity]
-    genesis: Genesis
-    base: Path
-
-    @property
-    def url(self) -> str:
-        return self.process.url
-
-    @property
-    def chain_id(self) -> str:
-        return self.genesis.chain_id
-
-    def client(self, who: str | None = None) -> Client:
-        c = Client(self.url, chain_id=self.chain_id)
-        if who is None:
-            return c
-        i = self.ids[who]
-        return c.as_(i.signer, i.id)
-
-    def session(self, who: str) -> WalletSession:
-        return WalletSession(Client(self.url, chain_id=self.chain_id), self.ids[who])
 
 
 @dataclass
