@@ -3,6 +3,7 @@
     mydata demo                                  the whole story on a fresh local network (4 validators)
     mydata node init HOME --genesis FILE ...     a node home;  mydata node start HOME
     mydata testnet init DIR --validators N       a local network and demo identities;  testnet up DIR
+                        [--observers M]          with M non-voting full nodes (observers)
     mydata wallet new|list|show|assets|grants|accesses|requests|grant|reject|revoke|request-asset|
                   request-correction|erase|open
     mydata issuer issue|revoke-asset|resolve-correction
@@ -98,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     tn = sub.add_parser("testnet", help="a local network").add_subparsers(dest="sub", required=True, metavar="SUB")
     ti = cmd(tn, "init", t.testnet_init, "genesis, node homes and demo identities in DIR")
     ti.add_argument("dir")
-    ti.add_argument("--validators", type=int, default=1)
+    ti.add_argument("--validators", type=int, default=1, metavar="N", help="validator nodes (default 1; 1 to 16)")
+    ti.add_argument("--observers", type=int, default=0, metavar="M",
+                    help="observer nodes: full nodes that follow and verify the chain and serve the API without "
+                         "voting (default 0; 0 to 16)")
     ti.add_argument("--chain-id", default="mydata-testnet")
     ti.add_argument("--base-port", type=int, default=26657)
     tu = cmd(tn, "up", t.testnet_up, "start every node of DIR; writes DIR/endpoints.json")
