@@ -1,7 +1,9 @@
 """Real multi-validator networks for the BFT process tests (tests/test_bft_processes.py).
 
 - `Net`: N validator homes (deterministic keys from a seed, the demo's parties as genesis members), each node
-  its own `mydata node start HOME` process, on loopback or each in its own network namespace (`NetnsLab`).
+  its own `mydata node start HOME` process, on loopback or each in its own network namespace (`NetnsLab`);
+  optionally M observers (loopback only): full nodes whose keys are genesis members but not validators,
+  dialing every validator, at indices N..N+M-1 of `Net.nodes` (tests/test_observers.py).
 - `NetnsLab`: a hub namespace holding the bridges (`mdbr0` for the peer network, `mdbr1` the other side of a
   split, `mdapibr` for the APIs), one namespace per node with a veth into each bridge, and one veth from the
   root namespace into the API bridge (an address of our own /24 in 10.78.0.0/16, so the test reaches the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import os
 import random
 import shutil
@@ -40,6 +43,7 @@ from cli.demo import demo_genesis, validator_ids
 from cli.localnet import free_port
 from consensus.encoding import Struct
 from consensus.types import Genesis, Tx
+from contracts.genesis import AppGenesis, GenesisMember
 from contracts.txs import RegisterHolder, RequestConsent
 from node.config import NodeConfig, init_home
 from wallet.actions import subject_ref
@@ -75,11 +79,20 @@ atexit.register(_cleanup_at_exit)
 # ------------------------------------------------------------------------------------------ small helpers
 
 
-def identities(seed: int, validators: int) -> dict[str, Identity]:
-    """The demo's parties and `validators` validator keys, all derived from `seed` (reproducible node ids)."""
+def identities(seed: int, validators: int, observers: int = 0) -> dict[str, Identity]:
+    """The demo's parties, `validators` validator keys and `observers` observer node keys (`observer-<j>`), all
+    derived from `seed` (reproducible node ids)."""
     names = PARTIES + ["validator"] + [f"validator-{i}" for i in range(1, validators)]
+    names += [f"observer-{j}" for j in range(observers)]
     s = seed.to_bytes(8, "big")
     return {n: Identity.derive(n, s) for n in names}
+
+
+def with_members(genesis: Genesis, members: Sequence[tuple[Identity, tuple[str, ...]]]) -> Genesis:
+    """The genesis with more founding member accounts (e.g. observers' node keys: members, not validators)."""
+    app = AppGenesis.decode(genesis.app_state)
+    extra = tuple(GenesisMember(i.name, tuple(sorted(roles)), i.pk, i.enc_pk) for i, roles in members)
+    return dataclasses.replace(genesis, app_state=dataclasses.replace(app, members=app.members + extra).encode())
 
 
 def wait_until(pred: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.1,
@@ -362,13 +375,21 @@ class NetnsLab:
 
 
 class Net:
-    """`n` validators of one fresh chain; node i's home is base/node<i>."""
+    """`n` validators of one fresh chain; node i's home is base/node<i>. With `observers` (loopback only),
+    observer j is `nodes[n + j]`, home base/observer<j>: its node key `observer-<j>` is a genesis member
+    with the node operators' role (`validator`) but not in the validator set, and it dials every validator.
+    Methods that take `nodes=None` mean the validators (`range(n)`); pass observer indices explicitly."""
 
     def __init__(self, base: Path, seed: int, n: int = 4, lab: NetnsLab | None = None,
-                 chain_id: str = "mydata-bft") -> None:
+                 chain_id: str = "mydata-bft", observers: int = 0) -> None:
+        if observers and lab is not None:
+            raise ValueError("observers run on loopback only")
         self.base, self.seed, self.n, self.lab = base, seed, n, lab
-        self.ids = identities(seed, n)
+        self.ids = identities(seed, n, observers)
         self.genesis: Genesis = demo_genesis(self.ids, chain_id=chain_id, validators=n)
+        self.obs = [self.ids[f"observer-{j}"] for j in range(observers)]
+        if self.obs:
+            self.genesis = with_members(self.genesis, [(o, ("validator",)) for o in self.obs])
         self.vals = validator_ids(self.ids)[:n]
         if lab is not None:
             apis = [f"{lab.api_ip(i)}:{API_PORT}" for i in range(n)]
@@ -384,6 +405,14 @@ class Net:
                                        peers=self.peer_list(exclude=i)), self.genesis, v.seed)
             self.nodes.append(NodeProc(f"node{i}", home, apis[i], p2ps[i],
                                        lab.prefix(i) if lab is not None else ()))
+        for j, o in enumerate(self.obs):
+            api, p2p = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+            home = base / f"observer{j}"
+            init_home(home, NodeConfig(f"observer{j}", self.genesis.chain_id, api=api, p2p=p2p,
+                                       peers=self.peer_list()), self.genesis, o.seed)
+            self.nodes.append(NodeProc(f"observer{j}", home, api, p2p))
+        #: Indices of the observers in `nodes` (after the validators).
+        self.observers = list(range(n, n + len(self.obs)))
         (base / "genesis.json").write_bytes((base / "node0" / "genesis.json").read_bytes())
         self.extra: list[NodeProc] = []  # other processes of this test (a twin, an outsider), closed with us
         self._clients: dict[tuple[int, str], Client] = {}
@@ -431,7 +460,7 @@ class Net:
         for p in self.extra:
             p.stop(5)
             p.close()
-        self.stop()
+        self.stop(range(len(self.nodes)))  # the validators and the observers
         for node in self.nodes:
             node.close()
         for c in self._clients.values():
@@ -456,7 +485,7 @@ class Net:
 
     def diag(self, nodes: Iterable[int] | None = None, lines: int = 15) -> str:
         out = []
-        for i in self.idx(nodes):
+        for i in (range(len(self.nodes)) if nodes is None else nodes):  # by default observers too
             node = self.nodes[i]
             s = node.status()
             brief = "down" if s is None else f"h={s['height']} app={s['app_hash'][:12]} mempool={s['mempool']}"
