@@ -11,6 +11,7 @@ Usage: python -m bench.bench_node [--rates 1000,2000,4000,8000] [--seconds 5] [-
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -41,7 +42,8 @@ def pct(xs: list[float], p: float) -> float:
 
 
 class Watcher(threading.Thread):
-    """Polls the node for new blocks and records when each transaction hash was first seen committed."""
+    """Follows the node block by block (a long poll per block: `GET /v1/blocks/{h}?wait=`, answered as the
+    block commits) and records when each transaction hash was first seen committed."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
@@ -52,30 +54,30 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         while not self.stop_flag.is_set():
-            h = int(self.http.get("/v1/status").json()["height"])
+            r = self.http.get(f"/v1/blocks/{self.height + 1}", params={"wait": 0.5})
             now = time.perf_counter()
-            while self.height < h:
+            if r.status_code == 200:
                 self.height += 1
-                for tx in self.http.get(f"/v1/blocks/{self.height}").json()["tx_hashes"]:
+                for tx in r.json()["tx_hashes"]:
                     self.seen[tx] = now
-            time.sleep(0.005)
 
 
-def submit_batches(url: str, raws: list[bytes], accounts: int, rate: float, seconds: float,
+def submit_batches(urls: list[str], raws: list[bytes], accounts: int, rate: float, seconds: float,
                    senders: int = 4) -> tuple[dict[str, float], int, float]:
     """Offer the pre-signed `raws` at `rate` tx/s for `seconds`: every 10 ms the next batch is handed to one of
-    `senders` connections (so a slow answer does not hold back the offered load). A sender's transactions are
+    `senders` connections (so a slow answer does not hold back the offered load), sender k talking to node
+    `urls[k % len(urls)]` (clients spread over the nodes, as wallets would be). A sender's transactions are
     always those of a fixed set of accounts, so nonces arrive in order. Returns (tx hash -> submit time of each
     accepted transaction, how many were offered, elapsed seconds)."""
     sent: dict[str, float] = {}
-    per_tick = max(1, int(rate / 100))
+    senders = max(senders, len(urls))
     lock = threading.Lock()
     queues: list[list[tuple[bytes, list[str]]]] = [[] for _ in range(senders)]
     cv = threading.Condition(lock)
     done = threading.Event()
 
     def sender(k: int) -> None:
-        http = httpx.Client(base_url=url, timeout=60)
+        http = httpx.Client(base_url=urls[k % len(urls)], timeout=60)
         while True:
             with cv:
                 while not queues[k] and not done.is_set():
@@ -96,10 +98,15 @@ def submit_batches(url: str, raws: list[bytes], accounts: int, rate: float, seco
         th.start()
     # Everything a sender posts is encoded before the clock starts: the generator must not be the bottleneck.
     ticks: list[list[tuple[bytes, list[str]]]] = []
-    for i in range(0, len(raws), per_tick):
+    bounds: list[int] = []  # tick t offers raws[bounds[t]:bounds[t + 1]]: rate / 100 a tick, fractions carried
+    t = 0
+    while not bounds or bounds[-1] < len(raws):
+        bounds.append(min(len(raws), int(t * rate / 100)))
+        t += 1
+    for lo, hi in itertools.pairwise(bounds):
         per_sender: list[tuple[bytes, list[str]]] = []
         for k in range(senders):
-            part = [raws[x] for x in range(i, min(i + per_tick, len(raws))) if (x % accounts) % senders == k]
+            part = [raws[x] for x in range(lo, hi) if (x % accounts) % senders == k]
             per_sender.append((json.dumps({"txs": [b.hex() for b in part]}).encode(), []) if part else (b"", []))
         ticks.append(per_sender)
     start = time.perf_counter()
@@ -113,8 +120,8 @@ def submit_batches(url: str, raws: list[bytes], accounts: int, rate: float, seco
                 if item[0]:
                     queues[k].append(item)
             cv.notify_all()
-        i = min(i + per_tick, len(raws))
         tick += 1
+        i = bounds[tick]
     elapsed = time.perf_counter() - start
     done.set()
     with cv:
@@ -159,8 +166,9 @@ def _push_all(http: httpx.Client, txs: list[Tx]) -> None:
     raise RuntimeError("setup transactions did not commit in time")
 
 
-def run_rate(url: str, ids: dict[str, Identity], people: list[Identity], assets: list[bytes], nonces: list[int],
-             rate: float, seconds: float) -> dict[str, Any]:
+def run_rate(urls: list[str], ids: dict[str, Identity], people: list[Identity], assets: list[bytes],
+             nonces: list[int], rate: float, seconds: float) -> dict[str, Any]:
+    url = urls[0]
     chain = Client(url).chain_id
     bank = ids["bank"].id
     raws = []
@@ -174,7 +182,7 @@ def run_rate(url: str, ids: dict[str, Identity], people: list[Identity], assets:
     w.start()
     http = httpx.Client(base_url=url, timeout=60)
     t0 = time.perf_counter()
-    sent, offered, elapsed = submit_batches(url, raws, len(people), rate, seconds)
+    sent, offered, elapsed = submit_batches(urls, raws, len(people), rate, seconds)
     if offered < len(raws):  # close the nonce gaps, untimed, so the next rate starts clean
         _push_all(http, [Tx.decode(r) for r in raws[offered:]])
     deadline = time.perf_counter() + 60
@@ -233,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             nonces = [0] * len(people)
             sweep = []
             for rate in (float(r) for r in args.rates.split(",")):
-                r = run_rate(node.url, ids, people, assets, nonces, rate, args.seconds)
+                r = run_rate([n.url for n in nodes], ids, people, assets, nonces, rate, args.seconds)
                 print(f"target {rate:6.0f}/s offered {r['offered_per_s']:6.0f}/s: "
                       f"committed {r['committed_per_s']:7.0f}/s, latency p50 "
                       f"{r['latency_ms_p50']:6.1f} p95 {r['latency_ms_p95']:6.1f} p99 {r['latency_ms_p99']:6.1f} ms",

@@ -35,6 +35,8 @@ log = logging.getLogger("mydata.api")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_JSON_BODY = 1024 * 1024
 MAX_BATCH = 1000
+#: The longest `GET /v1/blocks/{height}?wait=` (seconds).
+MAX_BLOCK_WAIT = 30.0
 #: How a refused access maps to HTTP: unknown objects are 404, everything else is 403.
 _NOT_FOUND_CODES = {"unknown_grant", "unknown_asset"}
 
@@ -226,8 +228,12 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
         return {"schemas": [s.to_json() for s in authz.all_schemas(core.state())]}
 
     @app.get("/v1/blocks/{height}", tags=["chain"])
-    async def block(height: int, request: Request) -> dict[str, Any]:
+    async def block(height: int, request: Request, wait: float = 0.0) -> dict[str, Any]:
         caller = await caller_of(request)
+        if not 0.0 <= wait <= MAX_BLOCK_WAIT:
+            raise ApiError(400, "invalid_request", f"wait must be between 0 and {MAX_BLOCK_WAIT:g} seconds")
+        if height >= 1 and wait > 0:
+            await service.wait_height(height, wait)  # a follower's long poll: answered as the block commits
         b = core.block(height) if height >= 1 else None
         if b is None:
             raise ApiError(404, "unknown_block", f"no block at height {height}")

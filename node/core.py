@@ -395,6 +395,11 @@ class NodeCore:
                 return None
             return self.vault.get(blob_hash)
 
+    def vault_has(self, blob_hash: bytes) -> bool:
+        """Whether the vault holds the blob, or must never again (shredded): nothing to fetch either way."""
+        with self._lock:
+            return self.vault.has(blob_hash) or self.store.get(VAULT_GONE + blob_hash) is not None
+
     def is_erased(self, blob_hash: bytes) -> bool:
         """Whether the blob was shredded (an erased asset's payload, or a package that held its fields)."""
         with self._lock:

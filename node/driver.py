@@ -60,6 +60,14 @@ MAX_ORPHAN_BYTES = 64 * 1024 * 1024
 MAX_QUEUED_MESSAGES = 2048
 #: Distinct consensus messages relayed per height (a bound against a flooding validator).
 MAX_SEEN = 100_000
+#: Committed ciphertexts this vault lacks, remembered to ask the validators for (oldest dropped first).
+MAX_WANTED = 100_000
+#: A missing ciphertext is asked for once it has been missing this long (the upload's push is usually on
+#: its way), then again every status round, of one validator at a time, at most WANT_ATTEMPTS times.
+WANT_GRACE = 1.0
+WANT_ATTEMPTS = 10
+#: Vault requests sent per status round.
+WANT_PER_ROUND = 1024
 
 log = logging.getLogger("mydata.consensus")
 
@@ -107,6 +115,10 @@ class ConsensusDriver:
         self._orphans: dict[bytes, bytes] = {}
         self._orphan_bytes = 0
         self._stopping = False
+        self._wanted: dict[bytes, tuple[float, int]] = {}  # blob -> (missing since, requests sent)
+        self.peer_links: dict[bytes, frozenset[bytes]] = {}  # peer -> the peers it said it is linked to
+        self._tx_out: list[bytes] = []  # transactions admitted here, to gossip at the end of this loop turn
+        self._tx_out_bytes = 0
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -183,21 +195,61 @@ class ConsensusDriver:
                 with contextlib.suppress(VaultError):
                     self.core.vault_put(h, data)
 
-    def _request_missing_blobs(self, block: Block) -> None:
-        """After a block: ask the peers for every ciphertext it references that this vault lacks (a node
-        that was down or syncing missed the gossip)."""
-        for raw in block.txs:
-            try:
-                tx = Tx.decode(raw)
-            except LedgerError:
+    def _note_missing_blobs(self, decoded: list[Tx | None]) -> None:
+        """After a block: remember every ciphertext it references that this vault lacks (a node that was down
+        or syncing missed the push); `_request_wanted` asks the validators for them."""
+        now = time.monotonic()
+        for tx in decoded:
+            blob = b"" if tx is None else referenced_blob(tx)
+            if blob and blob not in self._wanted and not self.core.vault_has(blob):
+                while len(self._wanted) >= MAX_WANTED:
+                    del self._wanted[next(iter(self._wanted))]
+                self._wanted[blob] = (now, 0)
+
+    def _request_wanted(self) -> None:
+        """Ask for missing ciphertexts that the push has not brought within WANT_GRACE: each request goes to
+        one validator, the next one in turn on the next round, up to WANT_ATTEMPTS requests per blob."""
+        validators = [p for p in self.peers.connected() if self._is_validator(p)]
+        now = time.monotonic()
+        sent = 0
+        for blob, (since, tries) in list(self._wanted.items()):
+            if sent >= WANT_PER_ROUND:
+                break
+            if now - since < WANT_GRACE:
+                break  # in order of arrival: the rest are younger
+            if tries >= WANT_ATTEMPTS or self.core.vault_has(blob) or not self.core.is_referenced(blob):
+                del self._wanted[blob]
                 continue
-            blob = referenced_blob(tx)
-            if blob and self.core.is_referenced(blob) and self.core.vault_get(blob) is None:
-                self._to_validators(m.envelope(m.VAULT_REQUEST, m.VaultRequest(blob).encode()))
+            if not validators:
+                return
+            self.peers.send(validators[(tries + blob[0]) % len(validators)],
+                            m.envelope(m.VAULT_REQUEST, m.VaultRequest(blob).encode()))
+            self._wanted[blob] = (since, tries + 1)
+            sent += 1
 
     def on_local_tx(self, raw: bytes) -> None:
-        self.peers.broadcast(m.envelope(m.TX, raw))
+        """A transaction admitted through the API (or made here): gossiped to every peer in one batch with
+        the others admitted in the same turn of the event loop."""
+        if not self._tx_out:
+            asyncio.get_running_loop().call_soon(self._flush_txs)
+        self._tx_out.append(raw)
+        self._tx_out_bytes += len(raw)
+        if len(self._tx_out) >= m.MAX_BATCH_TXS or self._tx_out_bytes >= m.MAX_BATCH_BYTES:
+            self._flush_txs()
         self.kick()
+
+    def _flush_txs(self) -> None:
+        if self._tx_out:
+            self.peers.broadcast(m.envelope(m.TX, m.TxBatch(tuple(self._tx_out)).encode()))
+            self._tx_out.clear()
+            self._tx_out_bytes = 0
+
+    def _relay_targets(self, source: bytes) -> list[bytes]:
+        """The peers to pass on what `source` sent us: those with no direct link to `source` (by their last
+        status; a peer that has not said is assumed to lack one). `source` sent it to its own peers, so in a
+        full mesh nothing is relayed, and a missing link is bridged by every common neighbour."""
+        links = self.peer_links
+        return [p for p in self.peers.connected() if p != source and source not in links.get(p, ())]
 
     # ---- the loop --------------------------------------------------------------------------------------
 
@@ -209,12 +261,18 @@ class ConsensusDriver:
 
     async def _gossip_status(self) -> None:
         while True:
-            self.peers.broadcast(m.envelope(m.STATUS, m.Status(self.core.height).encode()))
+            linked = self.peers.connected()
+            for gone in set(self.peer_links) - set(linked):
+                del self.peer_links[gone]
+            self.service.metrics.peers.set(len(linked))
+            status = m.Status(self.core.height, tuple(linked[:m.MAX_STATUS_LINKS]))
+            self.peers.broadcast(m.envelope(m.STATUS, status.encode()))
             due = self.core.next_expiry_ms()
             if due is not None and due < self.now_ms() and not self.started:
                 self.queue.put_nowait(("expire", None))
             if self.started and self._own:
                 self.queue.put_nowait(("resend", None))
+            self._request_wanted()
             await self.peers.disconnect_non_members()  # a member suspended on chain loses its links
             await asyncio.sleep(self.status_interval)
 
@@ -285,16 +343,21 @@ class ConsensusDriver:
             return []
         try:
             if env.kind == m.PROPOSAL or env.kind == m.VOTE:
+                counted = self.service.metrics.consensus_msgs
+                if not self._is_validator(peer):
+                    counted.labels(result="ignored").inc()
+                    return []  # only validators' consensus messages count; observers just listen
+                digest = hashlib.sha256(data).digest()
+                if digest in self._seen or len(self._seen) > MAX_SEEN:
+                    counted.labels(result="duplicate").inc()
+                    return []  # a copy relayed by another peer: not decoded again
                 event: Any = (ProposalReceived(ProposalMessage.decode(env.payload)) if env.kind == m.PROPOSAL
                               else VoteReceived(Vote.decode(env.payload)))
                 msg_height = (event.message.proposal.height if env.kind == m.PROPOSAL else event.vote.height)
                 if msg_height <= self.core.height or msg_height > self.core.height + 2:
+                    counted.labels(result="ignored").inc()
                     return []  # done, or too far ahead (block sync covers it): nothing to log or do
-                if not self._is_validator(peer):
-                    return []  # only validators' consensus messages count; observers just listen
-                digest = hashlib.sha256(data).digest()
-                if digest in self._seen or len(self._seen) > MAX_SEEN:
-                    return []
+                counted.labels(result="new").inc()
                 self._seen.add(digest)
                 self.wal.append(data)
                 # Relay: every validator hears every validator, even through a peer that lost a link; and an
@@ -308,25 +371,48 @@ class ConsensusDriver:
                 assert self.machine is not None
                 return actions + self.machine.step(event, self.now_ms())
             if env.kind == m.TX:
-                r = self.core.submit(env.payload)
-                if r.code == "ok" and self._orphans:
+                batch = m.TxBatch.decode(env.payload).txs
+                fresh = []
+                dup = 0
+                for raw in batch:
+                    code = self.core.submit(raw).code
+                    if code == "ok":
+                        fresh.append(raw)
+                    elif code == "duplicate":
+                        dup += 1
+                gossip = self.service.metrics.gossip_txs
+                gossip.labels(result="admitted").inc(len(fresh))
+                gossip.labels(result="duplicate").inc(dup)
+                gossip.labels(result="refused").inc(len(batch) - len(fresh) - dup)
+                if not fresh:
+                    return []
+                self.service.metrics.txs_submitted.labels(code="gossip").inc(len(fresh))
+                if self._orphans:
                     self._retry_orphans()
-                if r.code == "ok":
-                    self.service.metrics.txs_submitted.labels(code="gossip").inc()
-                    self.peers.broadcast(data, exclude=peer)
-                    if not self.started and self.core.mempool.has_ready():
-                        return self._start_height()
+                targets = self._relay_targets(peer)
+                if targets:
+                    relay = data if len(fresh) == len(batch) else m.envelope(m.TX, m.TxBatch(tuple(fresh)).encode())
+                    for p in targets:
+                        self.peers.send(p, relay)
+                if not self.started and self.core.mempool.has_ready():
+                    return self._start_height()
                 return []
             if env.kind == m.STATUS:
-                self.peer_heights[peer] = m.Status.decode(env.payload).height
+                st = m.Status.decode(env.payload)
+                self.peer_heights[peer] = st.height
+                self.peer_links[peer] = frozenset(st.links)
                 self._maybe_sync(peer)
                 return []
             if env.kind == m.SYNC_REQUEST:
                 self._serve_sync(peer, m.SyncRequest.decode(env.payload))
                 return []
-            if env.kind in (m.VAULT_BLOB, m.VAULT_REQUEST) and not self._is_validator(peer):
-                # Ciphertexts are replicated among the validators only: a consumer's or an auditor's
-                # observer node gets data through an access on chain, never through the peer network.
+            # Ciphertexts are replicated to the validators only: a consumer's or an auditor's observer node
+            # gets data through an access on chain, never through the peer network. So a validator stores
+            # what any member peer pushes (an observer passes on what was uploaded through its API), and
+            # answers requests of validators only; an observer stores nothing from peers.
+            if env.kind == m.VAULT_BLOB and not self._is_validator(self.core.address or b""):
+                return []
+            if env.kind == m.VAULT_REQUEST and not self._is_validator(peer):
                 return []
             if env.kind == m.VAULT_BLOB:
                 vb = m.VaultBlob.decode(env.payload)
@@ -334,9 +420,9 @@ class ConsensusDriver:
                 return []
             if env.kind == m.VAULT_REQUEST:
                 h = m.VaultRequest.decode(env.payload).hash
-                data = self.core.vault_get(h)
-                if data is not None:
-                    self.peers.send(peer, m.envelope(m.VAULT_BLOB, m.VaultBlob(h, data).encode()))
+                blob = self.core.vault_get(h)
+                if blob is not None:
+                    self.peers.send(peer, m.envelope(m.VAULT_BLOB, m.VaultBlob(h, blob).encode()))
                 return []
             if env.kind == m.SYNC_BLOCK:
                 return [("apply_synced", m.SyncBlock.decode(env.payload))]
@@ -375,12 +461,14 @@ class ConsensusDriver:
         pending = core.prepare_decided(block, commit)
         await asyncio.to_thread(core.write_block, pending)
         cb = core.finish_block(pending)
+        if commit.round:
+            self.service.metrics.extra_rounds.inc(commit.round)
+        self._note_missing_blobs(pending.decoded)
         self.wal.write_end_height(block.header.height)
         self._own.clear()
         self._seen.clear()
         self.service._after_block(cb)
         self._retry_orphans()
-        self._request_missing_blobs(block)
         self.started = False
         log.info("%s block %d (%d txs)", "synced" if synced else "committed", block.header.height, len(block.txs))
         if block.header.height % 1000 == 0:
@@ -433,4 +521,4 @@ class ConsensusDriver:
         log.warning("double signing by validator %s at height %d: evidence submitted (%s)",
                     ev.validator.hex()[:12], ev.height, r.code)
         if r.code == "ok":
-            self.peers.broadcast(m.envelope(m.TX, raw))
+            self.on_local_tx(raw)

@@ -28,6 +28,7 @@ Rules of this module (MEM-1..MEM-6; collected in docs/operations.md):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -130,14 +131,21 @@ class VerifiedCache:
 
 def referenced_blob(tx: Tx) -> bytes:
     """The vault blob `tx` names (MEM-5), or b"" (none, or a body that does not decode)."""
-    try:
-        if tx.type == "asset.issue":
-            return IssueAsset.decode(tx.body).payload_hash
-        if tx.type == "consent.grant":
-            return GrantConsent.decode(tx.body).package_hash
-    except (DecodeError, ValidationError):
-        pass
+    if tx.type == "asset.issue" or tx.type == "consent.grant":
+        return _blob_of(tx.type, tx.body)
     return b""
+
+
+@functools.lru_cache(maxsize=16384)
+def _blob_of(tx_type: str, body: bytes) -> bytes:
+    # A pure function of the bytes, asked for the same transaction at admission, at commit and after it:
+    # the body is decoded once.
+    try:
+        if tx_type == "asset.issue":
+            return IssueAsset.decode(body).payload_hash
+        return GrantConsent.decode(body).package_hash
+    except (DecodeError, ValidationError):
+        return b""
 
 
 class Mempool:

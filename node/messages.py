@@ -6,8 +6,8 @@
 |------|------------------------------------------|----------------------------------------------------|
 | 1    | consensus.tendermint.ProposalMessage     | a signed proposal with its block                   |
 | 2    | consensus.types.Vote                     | a signed prevote or precommit                      |
-| 3    | a transaction (consensus.types.Tx bytes) | transaction gossip                                 |
-| 4    | Status                                   | "my last committed height is ..." (every second)   |
+| 3    | TxBatch                                  | transaction gossip: raw transactions, in order     |
+| 4    | Status                                   | "my last committed height is ..., my peers are ..." |
 | 5    | SyncRequest                              | "send me the blocks from ..." (block sync)         |
 | 6    | SyncBlock                                | a committed block with the commit that finalised it |
 | 7    | VaultBlob                                | a vault ciphertext (replicated among validators)   |
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consensus.encoding import HASH, U8, U32, U64, Bytes, Nested, Struct, field_
-from consensus.types import Block, CommitCertificate
+from consensus.encoding import HASH, U8, U32, U64, Bytes, ListOf, Nested, Struct, field_
+from consensus.types import MAX_TX_BYTES, Block, CommitCertificate
 
 PROPOSAL, VOTE, TX, STATUS, SYNC_REQUEST, SYNC_BLOCK, VAULT_BLOB, VAULT_REQUEST = 1, 2, 3, 4, 5, 6, 7, 8
 KINDS = {PROPOSAL, VOTE, TX, STATUS, SYNC_REQUEST, SYNC_BLOCK, VAULT_BLOB, VAULT_REQUEST}
@@ -29,6 +29,11 @@ KINDS = {PROPOSAL, VOTE, TX, STATUS, SYNC_REQUEST, SYNC_BLOCK, VAULT_BLOB, VAULT
 MAX_MESSAGE = 24 * 1024 * 1024
 #: Blocks sent for one sync request.
 SYNC_BATCH = 32
+#: Transactions in one gossip message, and their bytes in all (a batch is cut when either is reached).
+MAX_BATCH_TXS = 4096
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+#: Peers a status lists (the node's connected peers; a bigger network lists the first this many).
+MAX_STATUS_LINKS = 256
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,19 @@ class Envelope(Struct):
 
 @dataclass(frozen=True)
 class Status(Struct):
+    """The sender's last committed height and the node ids of the peers it is connected to right now, in
+    ascending order: a node relays gossip to a peer only if the peer has no direct link to where it came from
+    (docs/protocol.md, section 14, "Relay")."""
+
     height: int = field_(U64)
+    links: tuple[bytes, ...] = field_(ListOf(HASH, MAX_STATUS_LINKS, unique_sorted=True))
+
+
+@dataclass(frozen=True)
+class TxBatch(Struct):
+    """Transactions for the mempool, as raw bytes, in the order the sender admitted them."""
+
+    txs: tuple[bytes, ...] = field_(ListOf(Bytes(max=MAX_TX_BYTES + 1024), MAX_BATCH_TXS))
 
 
 @dataclass(frozen=True)

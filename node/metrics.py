@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -21,6 +23,35 @@ class Metrics:
                                        registry=r)
         self.access_refusals = Counter("mydata_access_refused", "Pulls refused, by code", ["code"], registry=r)
         self.sse_clients = Gauge("mydata_sse_clients", "Connected event-stream clients", registry=r)
+        # The peer network and consensus (a multi-validator chain; zero on a single-node chain).
+        self.peers = Gauge("mydata_peers", "Connected peers", registry=r)
+        self.p2p = Counter("mydata_p2p_events", "Peer-network events: connections, handshakes, frames sent, "
+                           "received and dropped (node/p2p)", ["event"], registry=r)
+        self.gossip_txs = Counter("mydata_gossip_txs", "Transactions received from peers, by verdict: admitted "
+                                  "to the mempool, duplicate (already waiting), refused", ["result"], registry=r)
+        self.consensus_msgs = Counter("mydata_consensus_messages", "Proposals and votes received from peers: "
+                                      "new, duplicate (a relayed copy), ignored (from a non-validator, or "
+                                      "for a finished or too distant height)", ["result"], registry=r)
+        self.extra_rounds = Counter("mydata_consensus_extra_rounds", "Rounds beyond the first needed to decide a "
+                                      "height", registry=r)
+
+    def p2p_hook(self) -> P2PMetrics:
+        """The peer network's `Metrics.inc(name, amount)` hook, counted under `mydata_p2p_events`."""
+        return P2PMetrics(self.p2p)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class P2PMetrics:
+    """node.p2p's metrics hook over one labelled Prometheus counter (the event name is the label)."""
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._children: dict[str, Any] = {}
+
+    def inc(self, name: str, amount: int = 1) -> None:
+        child = self._children.get(name)
+        if child is None:
+            child = self._children[name] = self._counter.labels(event=name)
+        child.inc(amount)

@@ -6,6 +6,7 @@ ever touched by one task at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ class NodeService:
         self.metrics = metrics or Metrics()
         self._wake = asyncio.Event()
         self._waiters: dict[bytes, list[asyncio.Future[TxOutcome]]] = {}
+        self._new_block = asyncio.Event()  # set, and replaced, at every committed block
         self._subscribers: dict[bytes, set[asyncio.Queue[Event]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -94,6 +96,17 @@ class NodeService:
                 futs.remove(fut)
                 if not futs:
                     del self._waiters[tx_hash]
+
+    async def wait_height(self, height: int, timeout: float) -> bool:
+        """Wait until the block at `height` is committed here, at most `timeout` seconds; whether it is."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.core.height < height:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new_block.wait(), left)
+        return True
 
     def _committed(self, tx_hash: bytes) -> TxOutcome | None:
         found = self.core.tx_result(tx_hash)
@@ -172,6 +185,8 @@ class NodeService:
         self.metrics.height.set(cb.block.header.height)
         self.metrics.blocks.inc()
         self.metrics.txs_committed.inc(len(cb.block.txs))
+        self._new_block.set()
+        self._new_block = asyncio.Event()
         for i, tx_hash in enumerate(ex.tx_hashes):
             futs = self._waiters.pop(tx_hash, None)
             if futs:

@@ -24,7 +24,7 @@ from cli.demo import LICENCE, PAYMENT, demo_genesis, demo_identities, start_loca
 from consensus.crypto import Domain, request_payload
 from consensus.statetree import StateProof, verify_state_proof
 from contracts.records import Access, Asset, Grant, Kind
-from contracts.txs import GrantConsent, RecordAccess, RegisterHolder
+from contracts.txs import GrantConsent, RecordAccess, RegisterHolder, RequestConsent
 from node.config import read_genesis
 from tests.livenode import LiveNode as Node
 from wallet.actions import DelegateActor, WalletSession, grant_window_ms, subject_ref
@@ -208,6 +208,37 @@ def test_blocks_chain_up(world: World) -> None:
         assert header["chain_id"] == world.node.chain_id
         assert len(b["tx_hashes"]) == header["num_txs"]
         prev = b["hash"]
+
+
+def test_block_long_poll_answers_when_the_block_commits(world: World) -> None:
+    """`GET /v1/blocks/{h}?wait=S`: a block not there yet is answered as it commits; nothing comes in S
+    seconds: 404; a wait outside 0..30 is 400 and waits for nothing."""
+    height = world.http.get("/v1/status").json()["height"]
+    assert world.http.get(f"/v1/blocks/{height}", params={"wait": 5}).json()["header"]["height"] == height
+    got: dict[str, Any] = {}
+
+    def follow() -> None:
+        t0 = time.monotonic()
+        r = world.http.get(f"/v1/blocks/{height + 1}", params={"wait": 20})
+        got.update(status=r.status_code, body=r.json(), waited=time.monotonic() - t0)
+
+    th = threading.Thread(target=follow, daemon=True)
+    th.start()
+    time.sleep(0.5)  # the poll is waiting: the chain is idle (blocks are made only when there is work)
+    assert not got, got
+    receipt = world.node.session("bank").send(RequestConsent(world.node.ids["citizen"].id, (PAYMENT,),
+                                                             ("monthly_wage",), "long poll", 86_400_000, 1))
+    th.join(20)
+    assert got["status"] == 200, got
+    assert got["body"]["header"]["height"] == height + 1
+    assert receipt.height == height + 1 and receipt.tx_hash.hex() in got["body"]["tx_hashes"]
+    t0 = time.monotonic()
+    r = world.http.get("/v1/blocks/1000000", params={"wait": 0.3})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_block"
+    assert time.monotonic() - t0 >= 0.3
+    for bad in ("-1", "31", "nan", "soon"):
+        r = world.http.get(f"/v1/blocks/{height + 1000}", params={"wait": bad})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", (bad, r.text)
 
 
 # ---------------------------------------------------------------------------------------------- events

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,6 +62,8 @@ log = logging.getLogger("mydata.p2p")
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 _CLOSE_TIMEOUT = 1.0
+#: Bytes the transport may hold unsent before a send waits for the peer to read (backpressure).
+_DRAIN_ABOVE = 256 * 1024
 
 
 # ------------------------------------------------------------------------------------------------ settings
@@ -210,6 +212,8 @@ class SecureConnection:
         self.session_id: bytes = result.session_id
         self.remote_address: tuple[str, int] | None = _address(writer.get_extra_info("peername"))
         self.close_reason: P2PError | None = None
+        self._waiting_since: float | None = None  # loop time a receive started waiting for its frame
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -228,29 +232,38 @@ class SecureConnection:
 
     async def send(self, msg: bytes) -> None:
         """Send one message (1 .. max_frame bytes); returns when the transport has taken it (drain)."""
-        if not isinstance(msg, bytes | bytearray | memoryview):
-            raise UsageError(f"a message is bytes, not {type(msg).__name__}")
-        if not msg:
-            raise UsageError("an empty message is reserved for keepalives")
-        if len(msg) > self._config.max_frame:
-            raise UsageError(f"a message of {len(msg)} bytes exceeds the frame limit of {self._config.max_frame}")
-        await self._send_frame(bytes(msg))
+        await self.send_many((msg,))
+
+    async def send_many(self, msgs: Sequence[bytes]) -> None:
+        """Send messages in order, one frame each, with one write to the transport (the frames are the same
+        as sent one by one); returns when the transport has taken them."""
+        for msg in msgs:
+            if not isinstance(msg, bytes | bytearray | memoryview):
+                raise UsageError(f"a message is bytes, not {type(msg).__name__}")
+            if not msg:
+                raise UsageError("an empty message is reserved for keepalives")
+            if len(msg) > self._config.max_frame:
+                raise UsageError(f"a message of {len(msg)} bytes exceeds the frame limit of {self._config.max_frame}")
+        await self._send_frames([bytes(msg) for msg in msgs])
 
     async def send_keepalive(self) -> None:
         """Send an empty frame: it resets the peer's read timeout and is never delivered."""
-        await self._send_frame(b"")
+        await self._send_frames([b""])
 
-    async def _send_frame(self, plaintext: bytes) -> None:
+    async def _send_frames(self, plaintexts: list[bytes]) -> None:
         async with self._send_lock:
             self._check_open()
             try:
-                data = self._sealer.seal(plaintext)
+                data = b"".join([self._sealer.seal(p) for p in plaintexts])
             except ConnectionClosed as e:
                 raise self._fail(e) from None
             try:
                 self._writer.write(data)
-                async with asyncio.timeout(self._config.write_timeout):
-                    await self._writer.drain()
+                if self._writer.transport.get_write_buffer_size() > _DRAIN_ABOVE:
+                    # The kernel took less than we wrote: wait (bounded) until the peer reads. Below the mark
+                    # the transport sends on by itself, and a lost connection shows on the reading side.
+                    async with asyncio.timeout(self._config.write_timeout):
+                        await self._writer.drain()
             except TimeoutError:
                 raise self._fail(WriteTimeout(f"the peer took no data for {self._config.write_timeout} s")) from None
             except (ConnectionError, OSError) as e:
@@ -270,19 +283,24 @@ class SecureConnection:
     async def _recv_frame(self) -> bytes:
         self._check_open()
         mid_frame = False
+        if self._config.read_timeout is not None:
+            self._waiting_since = asyncio.get_running_loop().time()
+            if self._watchdog is None:
+                self._arm_watchdog(self._config.read_timeout)
         try:
-            async with asyncio.timeout(self._config.read_timeout):
-                header = await self._reader.readexactly(HEADER_SIZE)
-                mid_frame = True
-                length = self._opener.body_length(header)
-                body = await self._reader.readexactly(length)
+            header = await self._reader.readexactly(HEADER_SIZE)
+            mid_frame = True
+            length = self._opener.body_length(header)
+            body = await self._reader.readexactly(length)
             msg = self._opener.open(header, body)
-        except TimeoutError:
-            raise self._fail(ReadTimeout(f"no frame from the peer for {self._config.read_timeout} s")) from None
         except asyncio.IncompleteReadError as e:
+            if isinstance(self.close_reason, ReadTimeout):  # the watchdog cut the connection
+                raise self.close_reason from None
             where = "in the middle of a frame" if (mid_frame or e.partial) else "at a frame boundary"
             raise self._fail(ConnectionClosed(f"the peer closed the connection {where}")) from None
         except (ConnectionError, OSError) as e:
+            if isinstance(self.close_reason, ReadTimeout):
+                raise self.close_reason from None
             raise self._fail(ConnectionClosed(f"connection lost: {e or type(e).__name__}")) from None
         except P2PError as e:  # FrameTooLarge, FrameError, FrameCorrupt, nonce exhaustion
             raise self._fail(e) from None
@@ -290,7 +308,26 @@ class SecureConnection:
             if mid_frame:  # part of a frame was consumed: the stream can no longer be parsed
                 self._fail(ConnectionClosed("a receive was cancelled in the middle of a frame"))
             raise
+        finally:
+            self._waiting_since = None
         return msg
+
+    def _arm_watchdog(self, delay: float) -> None:
+        self._watchdog = asyncio.get_running_loop().call_later(delay, self._watch)
+
+    def _watch(self) -> None:
+        """The read timeout, as one timer per connection rather than one per frame: a receive that has waited
+        `read_timeout` for a whole frame closes the connection (its `recv` raises ReadTimeout)."""
+        self._watchdog = None
+        limit = self._config.read_timeout
+        if self.close_reason is not None or limit is None:
+            return
+        since = self._waiting_since
+        now = asyncio.get_running_loop().time()
+        if since is not None and now - since >= limit:
+            self._fail(ReadTimeout(f"no frame from the peer for {limit} s"))
+            return
+        self._arm_watchdog(limit if since is None else since + limit - now)
 
     # ---- closing ---------------------------------------------------------------------------------
 
@@ -303,6 +340,9 @@ class SecureConnection:
         if self.close_reason is not None:
             return ConnectionClosed(f"the connection is closed ({self.close_reason})")
         self.close_reason = error
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self._writer.transport.abort()
         log.debug("closing %r: %s", self, error)
         return error
@@ -311,6 +351,9 @@ class SecureConnection:
         """Close the connection (idempotent, bounded: a peer that does not take the last bytes is cut off)."""
         if self.close_reason is None:
             self.close_reason = ConnectionClosed("closed by this node")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         await _close_writer(self._writer)
 
 
