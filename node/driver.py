@@ -464,7 +464,7 @@ class ConsensusDriver:
         if commit.round:
             self.service.metrics.extra_rounds.inc(commit.round)
         self._note_missing_blobs(pending.decoded)
-        self.wal.write_end_height(block.header.height)
+        self.wal.write_end_height(block.header.height, sync=False)  # the block store is the authority
         self._own.clear()
         self._seen.clear()
         self.service._after_block(cb)

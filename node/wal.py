@@ -466,14 +466,17 @@ class WAL:
         with self._mutex:
             self._fsync_head(self._writable())
 
-    def write_end_height(self, height: int) -> None:
-        """Append the end-of-height marker for ``height`` and fsync. Heights never go down."""
+    def write_end_height(self, height: int, *, sync: bool = True) -> None:
+        """Append the end-of-height marker for ``height`` (fsynced unless ``sync=False``). Heights never go
+        down. The consensus driver writes it unsynced: the block store, not the WAL, says what is committed,
+        a lost marker only makes the replay skip that height's records (they are for a committed height), and
+        the next fsynced record makes it durable with everything before it."""
         if type(height) is not int or not 0 <= height <= _MAX_U64:
             raise ValueError("a height is an integer in 0..2**64-1")
         with self._mutex:
             if self._last_end_height is not None and height < self._last_end_height:
                 raise ValueError(f"end of height {height} after end of height {self._last_end_height}")
-            self._append_record(bytes((KIND_END_HEIGHT,)) + _U64.pack(height), sync=True)
+            self._append_record(bytes((KIND_END_HEIGHT,)) + _U64.pack(height), sync=sync)
             self._last_end_height = height
 
     def rotate(self) -> None:

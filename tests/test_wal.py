@@ -111,6 +111,24 @@ def test_replay_starts_after_the_last_end_height(tmp_path: Path) -> None:
             w.write_end_height(-1)
 
 
+def test_an_unsynced_end_marker_costs_no_fsync_and_the_next_synced_record_makes_it_durable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    with WAL(tmp_path) as w:
+        w.append(b"h1-own", sync=True)
+        synced = len(calls)
+        assert synced >= 1
+        w.write_end_height(1, sync=False)
+        w.append(b"h2-peer")
+        assert len(calls) == synced  # the marker and a peer's message wait in the page cache
+        w.append(b"h2-own", sync=True)
+        assert len(calls) > synced
+    with WAL(tmp_path) as w:
+        assert w.replay_from_last_end_height() == (1, [b"h2-peer", b"h2-own"])
+
+
 def test_a_record_that_looks_like_a_marker_is_only_data(tmp_path: Path) -> None:
     tricky = end_marker(99)  # a payload holding the bytes of a frame is still one opaque record
     with WAL(tmp_path) as w:
