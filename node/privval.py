@@ -21,21 +21,42 @@ Rules of this module (PV-1..PV-6):
         that would not verify for the payload it was given. Proposals get no such leniency (only their height
         and round are relied on): a re-proposal with another timestamp at the same HRS is refused, which
         costs the round, never safety.
-- PV-5  Persistence first: the new last-sign state is written to ``priv_validator_state.json`` (temporary
-        file, fsync, rename, fsync of the directory) before a signature is returned; if that fails, the
-        signature is dropped, ``StateWriteError`` is raised and the in-memory state is unchanged.
-- PV-6  A state file that cannot be read, parsed, or checked (hash of the saved message, signature under
-        this key, HRS of the saved payload) is ``PrivValStateError``: never a silent reset to height 0. A
-        missing file is created (zero state) only if ``create=True``; a node that has signed before should
-        open with ``create=False``. ``<state>.lock`` is held with ``fcntl.flock`` while the validator is open,
-        so two processes never sign from the same state.
+- PV-5  Persistence first: the new last-sign state is written in place to the slot of the state file that
+        does not hold the current state (``os.pwrite`` of the whole slot, then ``os.fdatasync``: one flush, no
+        file creation, no rename, no directory fsync) before a signature is returned; if that fails, the
+        signature is dropped, ``StateWriteError`` is raised and the in-memory state is unchanged. A state that
+        would not fit in a slot is refused the same way, before the key is used. Loading reads both slots and
+        takes the valid one with the higher sequence number; a slot that fails its checksum is ignored when the
+        other is valid (a torn write of the slot being written: its signature was never released, so the
+        previous state is the right one); it is the slot the next state overwrites.
+- PV-6  A state file that cannot be read, parsed, or checked (neither slot valid; in the slot used, the hash
+        of the saved message, the signature under this key, the HRS of the saved payload) is
+        ``PrivValStateError``: never a silent reset to height 0. A missing file is created (zero state; the
+        file is written under a temporary name, fsynced, renamed, and the directory fsynced, once) only if
+        ``create=True``; a node that has signed before should open with ``create=False``. The JSON state
+        file of the previous version, ``<state>.json``, is converted once when ``<state>`` is missing (with
+        either ``create``), then renamed ``<state>.json.migrated`` so that nothing reads it again.
+        ``<state>.lock`` is held with ``fcntl.flock`` while the validator is open (and ``<state>.json.lock``
+        while a previous version's file is converted), so two processes never sign from the same state.
 
-State file (JSON, bytes as lowercase hex)::
+State file ``<state>`` (by convention ``HOME/priv_validator_state``): 8192 bytes, two slots of 4096 bytes at
+offsets 0 and 4096, each on its own 4 KiB page and filesystem block, so that writing one never rewrites
+the other. A slot::
+
+    magic "PVSTATE1" (8) || sequence u64be (8) || length u32be (4) || SHA-256 (32) || content (length)
+    || zero padding to 4096
+
+The SHA-256 covers magic, sequence, length and content; a slot never written is all zeros. The sequence
+number starts at 1 and grows by one with every state written (u64: it does not wrap; a write that would pass
+2**64 - 1 is refused). The content (at most 4044 bytes) is the state as JSON text on one line, readable
+with ``strings``; a proposal or vote payload of the consensus machine is at most 101 bytes, so a state is at
+most 540 bytes with a short chain id, 790 with a 255-byte one, 2.1 KiB if all its characters are escaped::
 
     {"height": 7, "round": 0, "step": 2, "chain_id": "mydata-1", "payload": "96...",
      "sign_bytes_hash": "<sha256 of signing_bytes(domain, chain_id, payload)>", "signature": "<64 bytes>"}
 
-The zero state (nothing signed yet) has height, round and step 0 and empty strings.
+Bytes are lowercase hex. The zero state (nothing signed yet) has height, round and step 0 and empty strings.
+The previous version's ``<state>.json`` held that JSON object alone (replaced by temporary file and rename).
 
 Exceptions::
 
@@ -54,7 +75,9 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +103,10 @@ __all__ = [
     "Signed",
     "StaleTimestamp",
     "StateWriteError",
+    "read_state",
 ]
+
+log = logging.getLogger("mydata.node.privval")
 
 STEP_PROPOSAL = 1
 STEP_PREVOTE = 2
@@ -91,6 +117,17 @@ _MAX_U64 = 2**64 - 1
 _MAX_U32 = 2**32 - 1
 _VOTE_TIMESTAMP = 4  # index of timestamp_ms in the vote signing payload
 _FIELDS = ("height", "round", "step", "chain_id", "payload", "sign_bytes_hash", "signature")
+
+# The state file (PV-5): two slots, each magic || sequence u64be || length u32be || SHA-256 || content.
+SLOT_SIZE = 4096
+_MAGIC = b"PVSTATE1"
+_SLOT_HEADER = struct.Struct(">8sQI")
+_DIGEST_SIZE = 32
+_CONTENT_OFFSET = _SLOT_HEADER.size + _DIGEST_SIZE
+MAX_CONTENT = SLOT_SIZE - _CONTENT_OFFSET
+_FILE_SIZE = 2 * SLOT_SIZE
+_LEGACY_SUFFIX = ".json"  # the previous version's state file: <state>.json, one JSON object
+_SIGNATURE_SIZE = 64  # Ed25519, for the size check before signing
 
 
 # ------------------------------------------------------------------------------------------------ errors
@@ -239,15 +276,57 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temporary file, fsync, rename over ``path``, fsync the directory (PV-5)."""
+def _content(state: LastSigned) -> bytes:
+    """The state as one line of JSON text (the content of a slot)."""
+    return json.dumps(state.to_json()).encode()
+
+
+def _encode_slot(seq: int, content: bytes) -> bytes:
+    """A whole slot: header, SHA-256 of header and content, content, zero padding (PV-5)."""
+    if len(content) > MAX_CONTENT:
+        raise ValueError(f"a state of {len(content)} bytes does not fit in a slot ({MAX_CONTENT} bytes)")
+    header = _SLOT_HEADER.pack(_MAGIC, seq, len(content))
+    body = header + hashlib.sha256(header + content).digest() + content
+    return body + bytes(SLOT_SIZE - len(body))
+
+
+class _Slot(NamedTuple):
+    number: int
+    seq: int
+    content: bytes
+
+
+def _decode_slot(index: int, raw: bytes) -> _Slot | str:
+    """The sequence number and content of a slot, or why it is not valid."""
+    if not any(raw):
+        return "never written"
+    magic, seq, length = _SLOT_HEADER.unpack_from(raw)
+    if magic != _MAGIC:
+        return f"magic {magic!r}"
+    if length > MAX_CONTENT:
+        return f"length {length}"
+    content = raw[_CONTENT_OFFSET:_CONTENT_OFFSET + length]
+    if hashlib.sha256(raw[:_SLOT_HEADER.size] + content).digest() != raw[_SLOT_HEADER.size:_CONTENT_OFFSET]:
+        return "checksum mismatch"
+    return _Slot(index, seq, content)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(f"pwrite wrote {n} bytes")
+        view, offset = view[n:], offset + n
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Creation only: temporary file, fsync, rename to ``path``, fsync of the directory (PV-6)."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _pwrite_all(fd, data, 0)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -259,13 +338,68 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _parse_state(path: Path, raw: bytes, public_key: bytes) -> LastSigned:
-    """Read and check a state file (PV-6): every field, the hash of the saved message, the signature."""
+def _remove_temporaries(path: Path) -> None:
+    """Temporary files left by a crash during a creation (we hold the lock)."""
+    prefix = f"{path.name}.tmp-"
+    for name in os.listdir(path.parent):
+        if name.startswith(prefix):
+            with contextlib.suppress(OSError):
+                (path.parent / name).unlink()
+
+
+def _take_flock(lock: Path, busy: str) -> int:
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise PrivValLocked(busy) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _release_flock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def _corrupt(path: Path | str, why: str) -> PrivValStateError:
+    return PrivValStateError(f"the last-sign state {path} is corrupt ({why}); refusing to sign. Restore it from a "
+                             "backup, or, only if this key has never signed on any chain at a higher height, "
+                             "rewrite it by hand")
+
+
+def _current_slot(path: Path, raw: bytes) -> _Slot:
+    """Of the two slots, the valid one with the higher sequence number (PV-5); neither valid is PV-6."""
+    if raw[:1] == b"{":
+        raise PrivValStateError(f"{path} is a JSON state file of the previous version: open "
+                                f"{path.with_suffix('')} instead, which converts it")
+    if len(raw) != _FILE_SIZE:
+        raise _corrupt(path, f"{len(raw)} bytes, expected {_FILE_SIZE}")
+    decoded = [_decode_slot(i, raw[i * SLOT_SIZE:(i + 1) * SLOT_SIZE]) for i in (0, 1)]
+    valid = [d for d in decoded if isinstance(d, _Slot)]
+    if not valid:
+        raise _corrupt(path, f"neither slot is valid: slot 0 {decoded[0]}, slot 1 {decoded[1]}")
+    if len(valid) == 2 and valid[0].seq == valid[1].seq:
+        raise _corrupt(path, f"both slots have sequence number {valid[0].seq}")
+    current = max(valid, key=lambda d: d.seq)
+    other = decoded[1 - current.number]
+    if isinstance(other, str) and other != "never written":
+        log.warning("last-sign state %s: slot %d is not valid (%s), slot %d (sequence %d) is used: a write "
+                    "interrupted before its signature was released", path, 1 - current.number, other,
+                    current.number, current.seq)
+    return current
+
+
+def _parse_state(path: Path | str, raw: bytes, public_key: bytes | None) -> LastSigned:
+    """Read and check a state (PV-6): every field, the hash of the saved message, the signature (unless
+    ``public_key`` is None)."""
 
     def bad(why: str) -> PrivValStateError:
-        return PrivValStateError(f"the last-sign state {path} is corrupt ({why}); refusing to sign. Restore it "
-                                 "from a backup, or, only if this key has never signed on any chain at a higher "
-                                 "height, rewrite it by hand")
+        return _corrupt(path, why)
 
     try:
         obj = json.loads(raw.decode("utf-8"))
@@ -308,10 +442,23 @@ def _parse_state(path: Path, raw: bytes, public_key: bytes) -> LastSigned:
         raise bad(f"saved payload is for {hrs}, the state says {state.hrs}")
     if message_hash != state.sign_bytes_hash:
         raise bad("sign_bytes_hash is not the hash of the saved message")
-    if not verify(public_key, domain, state.chain_id, state.payload, state.signature):
+    if public_key is not None and not verify(public_key, domain, state.chain_id, state.payload,
+                                             state.signature):
         raise bad("the saved signature is not this key's signature of the saved message (another validator's "
                   "state file?)")
     return state
+
+
+def read_state(path: str | os.PathLike[str]) -> LastSigned:
+    """The current last-sign state in a state file, for inspection (tests, monitoring): the slots and the
+    saved message are checked, the signature is not (no key is needed), and no lock is taken."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise PrivValStateError(f"cannot read the last-sign state {p}: {e}") from None
+    slot = _current_slot(p, raw)
+    return _parse_state(f"{p} (slot {slot.number})", slot.content, None)
 
 
 # ------------------------------------------------------------------------------------------------ validator
@@ -325,59 +472,109 @@ class PrivValidator:
         self._signer = signer
         self._mutex = threading.Lock()
         self._lock_fd: int | None = None
+        self._fd: int | None = None  # the state file, open for the validator's lifetime
+        self._slot = 0  # the slot holding the current state, and its sequence number
+        self._seq = 0
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = self._take_lock()
+        self._lock_fd = _take_flock(self.state_path.with_name(self.state_path.name + ".lock"),
+                                    f"{self.state_path} is in use by another validator process")
         try:
             self._last = self._load(create)
         except BaseException:
             self.close()
             raise
 
-    def _take_lock(self) -> int:
-        lock = self.state_path.with_name(self.state_path.name + ".lock")
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise PrivValLocked(f"{self.state_path} is in use by another validator process") from None
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
     def _load(self, create: bool) -> LastSigned:
-        prefix = f"{self.state_path.name}.tmp-"
-        for name in os.listdir(self.state_path.parent):  # left by a crash mid-write; we hold the lock
-            if name.startswith(prefix):
-                with contextlib.suppress(OSError):
-                    (self.state_path.parent / name).unlink()
+        _remove_temporaries(self.state_path)
+        legacy = self.state_path.with_name(self.state_path.name + _LEGACY_SUFFIX)
+        if os.path.lexists(legacy):
+            self._retire_legacy(legacy)
         try:
-            raw = self.state_path.read_bytes()
+            self._fd = os.open(self.state_path, os.O_RDWR)
         except FileNotFoundError:
             if not create:
                 raise PrivValStateError(f"no last-sign state at {self.state_path}") from None
-            self._save(ZERO_STATE)
-            return ZERO_STATE
+            self._create(ZERO_STATE)
+            self._fd = os.open(self.state_path, os.O_RDWR)
         except OSError as e:
             raise PrivValStateError(f"cannot read the last-sign state {self.state_path}: {e}") from None
-        return _parse_state(self.state_path, raw, self._signer.public_key)
+        try:
+            raw = os.pread(self._fd, _FILE_SIZE + 1, 0)
+        except OSError as e:
+            raise PrivValStateError(f"cannot read the last-sign state {self.state_path}: {e}") from None
+        slot = _current_slot(self.state_path, raw)
+        state = _parse_state(f"{self.state_path} (slot {slot.number})", slot.content, self._signer.public_key)
+        self._slot, self._seq = slot.number, slot.seq
+        return state
+
+    def _create(self, state: LastSigned) -> None:
+        """A new state file: ``state`` in slot 0 with sequence number 1, slot 1 never written (PV-6)."""
+        try:
+            _write_new_file(self.state_path, _encode_slot(1, _content(state)) + bytes(SLOT_SIZE))
+        except (OSError, ValueError) as e:
+            raise StateWriteError(f"could not create the last-sign state {self.state_path} ({e})") from e
+
+    def _retire_legacy(self, legacy: Path) -> None:
+        """The previous version's JSON state file: converted if the state file is missing, then renamed so that
+        nothing reads it again (PV-6). Its own lock keeps a process of the previous version out meanwhile."""
+        lock_fd = _take_flock(legacy.with_name(legacy.name + ".lock"),
+                              f"{legacy} is in use by a validator process of the previous version")
+        try:
+            _remove_temporaries(legacy)
+            if os.path.lexists(self.state_path):
+                log.warning("last-sign state: %s exists, the previous version's %s is not used", self.state_path,
+                            legacy)
+            else:
+                try:
+                    raw = legacy.read_bytes()
+                except OSError as e:
+                    raise PrivValStateError(f"cannot read the last-sign state {legacy}: {e}") from None
+                state = _parse_state(legacy, raw, self._signer.public_key)
+                self._create(state)
+                log.info("last-sign state %s converted to %s (height %d, round %d, step %d)", legacy,
+                         self.state_path, *state.hrs)
+            try:
+                os.replace(legacy, legacy.with_name(legacy.name + ".migrated"))
+                _fsync_dir(legacy.parent)
+            except OSError as e:
+                raise PrivValStateError(f"could not rename {legacy} after its conversion: {e}") from None
+        finally:
+            _release_flock(lock_fd)
+
+    def _check_fits(self, state: LastSigned) -> None:
+        """Before the key is used: the state (with a signature of the usual size) fits in a slot, and the
+        sequence number can grow (PV-5)."""
+        size = len(_content(state))
+        if size > MAX_CONTENT:
+            raise StateWriteError(f"the last-sign state would be {size} bytes, more than a slot holds "
+                                  f"({MAX_CONTENT}); nothing was signed")
+        if self._seq >= _MAX_U64:
+            raise StateWriteError(f"the sequence number of {self.state_path} is exhausted; nothing was signed")
 
     def _save(self, state: LastSigned) -> None:
-        data = (json.dumps(state.to_json(), indent=2) + "\n").encode()
+        """The new state into the other slot, ``pwrite`` then ``fdatasync`` (PV-5)."""
+        assert self._fd is not None
+        seq, slot = self._seq + 1, 1 - self._slot
         try:
-            _write_atomic(self.state_path, data)
-        except OSError as e:
+            if seq > _MAX_U64:
+                raise ValueError("the sequence number is exhausted")
+            _pwrite_all(self._fd, _encode_slot(seq, _content(state)), slot * SLOT_SIZE)
+            os.fdatasync(self._fd)
+        except (OSError, ValueError) as e:
             raise StateWriteError(f"could not save the last-sign state {self.state_path} ({e}); the signature "
                                   "was not released") from e
+        self._slot, self._seq = slot, seq
 
     def close(self) -> None:
-        """Release the state's lock (idempotent); the object must not sign afterwards."""
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        """Close the state file and release its lock (idempotent); the object must not sign afterwards."""
+        with self._mutex:  # not while a state is being saved
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = None
+            if self._lock_fd is not None:
+                _release_flock(self._lock_fd)
+                self._lock_fd = None
 
     def __enter__(self) -> Self:
         return self
@@ -458,6 +655,7 @@ class PrivValidator:
                     return Signed(last.signature, last.payload)  # PV-4
                 raise DoubleSignRisk(f"refusing to sign a different message at height/round/step {hrs}: "
                                      "that would be double signing")
+            self._check_fits(LastSigned(*hrs, message_hash, bytes(_SIGNATURE_SIZE), chain_id, payload))
             signature = self._signer.sign(domain, chain_id, payload)
             new = LastSigned(hrs[0], hrs[1], hrs[2], message_hash, signature, chain_id, payload)
             self._save(new)  # PV-5: before the signature leaves
