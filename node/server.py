@@ -83,10 +83,11 @@ def _consensus_engine(home: Path, config: NodeConfig, core: NodeCore, service: N
     # A node that has taken part in consensus before has a WAL: its double-sign state must be there too (a
     # missing state file would let it sign again what it signed before a crash).
     fresh = not (home / "wal").exists()
-    pv = PrivValidator(home / "priv_validator_state.json", signer, create=fresh)
+    pv = PrivValidator(home / "priv_validator_state", signer, create=fresh)
     wal = WAL(home / "wal", max_frame_bytes=MAX_MESSAGE + 1024)
     peers = PeerManager(LocalNode(signer, core.chain_id, is_member),
-                        PeerConfig(listen=config.p2p, peers=tuple(config.peers), max_frame=MAX_MESSAGE + 1024))
+                        PeerConfig(listen=config.p2p, peers=tuple(config.peers), max_frame=MAX_MESSAGE + 1024),
+                        metrics=service.metrics.p2p_hook())
     return ConsensusDriver(service, peers, GuardedSigner(pv), wal)
 
 

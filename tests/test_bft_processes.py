@@ -59,6 +59,7 @@ from node.blockstore import BlockStore
 from node.config import NodeConfig, init_home
 from node.kvstore import LevelDBKV
 from node.p2p import node_id
+from node.privval import read_state
 from tests.bftnet import (
     LoadGen,
     Net,
@@ -124,8 +125,7 @@ def wait_committed(net: Net, txs: Sequence[Tx], timeout: float = 30.0) -> dict[b
 
 def pv_state(home: Path) -> tuple[int, int, int]:
     """(height, round, step) of the last consensus message the validator of `home` signed."""
-    st = json.loads((home / "priv_validator_state.json").read_text())
-    return int(st["height"]), int(st["round"]), int(st["step"])
+    return read_state(home / "priv_validator_state").hrs
 
 
 def pv_height(home: Path) -> int:
