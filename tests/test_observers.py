@@ -7,13 +7,13 @@ verify the chain, serve the API, and never take part in consensus. Real processe
   answers reads (status, blocks, transactions, accounts, listings, state proofs) exactly as a validator does;
   (b) it verifies: it holds a commit certificate of every block, valid against the validator set, and the
   auditor's replay through its API passes; (c) a transaction submitted to it is gossiped and committed by the
-  validators; (d) it never signs: its key is in no commit certificate, its PrivValidator state is still "never
-  signed anything", and no WAL (its own or a validator's) holds a proposal or vote of its key; (e) kill -9 of
-  it under load, restart: it catches up by block sync to the validators' height and app hash, with every
-  acknowledged transaction; (f) it holds no ciphertext of the validators (D-30): a pull of a package uploaded
-  to a validator answers 409 package_missing at the observer and succeeds at a validator; and what it can
-  serve: a ciphertext uploaded through it, which must reach the validators too (FAILS today: a bug in
-  node/driver.py, see the test's docstring).
+  validators; (d) it never signs: its key is in no commit certificate, its PrivValidator state (if it has one)
+  is still "never signed anything", and no WAL (its own or a validator's) holds a proposal or vote of its key;
+  (e) kill -9 of it under load, restart: it catches up by block sync to the validators' height and app hash,
+  with every acknowledged transaction; (f) it holds no ciphertext of the validators (D-30): a pull of a
+  package uploaded to a validator answers 409 package_missing at the observer and succeeds at a validator;
+  and what it can serve: a ciphertext uploaded through it, which reaches the validators too (a regression
+  test: that failed until 3a02a4c).
 - `mydata testnet init --observers M` (files, genesis, ports, peers, bounds) and `mydata testnet up` with an
   observer (endpoints.json roles; the observer follows and takes submissions).
 
@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -82,10 +83,24 @@ def seed_for(name: str) -> int:
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def zero_pv_state(home: Path) -> dict[str, Any]:
-    """The node's PrivValidator state file (node/privval.py): the zero state is height/round/step 0 and empty
-    payload, hash and signature ("never signed anything")."""
-    return dict(json.loads((home / "priv_validator_state.json").read_text()))
+def pv_states(home: Path) -> list[dict[str, Any]]:
+    """Every last-sign state in the node's PrivValidator state file(s) (node/privval.py): the one JSON object of
+    `HOME/priv_validator_state.json`, or the one-line JSON text in each slot of a slot-format state file. The
+    zero state (nothing signed yet) has height, round and step 0 and empty payload, hash and signature."""
+    out = []
+    for path in sorted(home.glob("priv_validator_state*")):
+        if path.is_file() and not path.name.endswith(".lock"):
+            out += [json.loads(mt.group()) for mt in re.finditer(rb'\{\s*"height":\s*\d+[^{}]*\}', path.read_bytes())]
+    return out
+
+
+def assert_never_signed(home: Path) -> int:
+    """No last-sign state of the node's PrivValidator records a signature; returns how many states were read."""
+    states = pv_states(home)
+    for st in states:
+        assert (st["height"], st["round"], st["step"], st["payload"], st["signature"]) == (0, 0, 0, "", ""), (
+            f"the PrivValidator of {home.name} signed: {st}")
+    return len(states)
 
 
 def own_proposals(wal_dir: Path, proposer: bytes) -> list[Any]:
@@ -292,7 +307,7 @@ class TestObserver:
     @pytest.mark.timeout(180)
     def test_observer_never_signs(self, obs_net: Net) -> None:
         """(d) The observer's key signs nothing of consensus: it is in no commit certificate of any block on
-        any node (nor in any block's previous commit), its PrivValidator state is still the zero state, its own
+        any node (nor in any block's previous commit), its PrivValidator state (if any) is the zero state, its own
         WAL holds the validators' proposals and votes but none of its key, and no validator's WAL holds a
         proposal or vote of its key. Its status says it is no validator."""
         net = obs_net
@@ -310,9 +325,8 @@ class TestObserver:
                     signers = {s["validator"] for s in cert["sigs"]}
                     assert me.hex() not in signers, f"{net[i].name}, block {x}: the observer's key signed a commit"
                     assert signers <= vals, f"{net[i].name}, block {x}: non-validator signers {signers - vals}"
-        pv = zero_pv_state(net[obs].home)
-        assert (pv["height"], pv["round"], pv["step"], pv["signature"], pv["payload"]) == (0, 0, 0, "", ""), pv
         home = net[obs].home
+        states = assert_never_signed(home)
         assert consensus_records(home / "wal") > 0, "the observer's WAL holds no consensus message at all"
         assert wal_votes(home / "wal", me) == [] and own_proposals(home / "wal", me) == []
         for i in range(net.n):
@@ -321,8 +335,8 @@ class TestObserver:
         assert net[obs].log_count("refusing to sign") == 0
         st = net[obs].status()
         assert st is not None and st["validator"] is None and me.hex() not in {v["address"] for v in st["validators"]}
-        print(f"{h} blocks; no signature of the observer's key anywhere; its WAL holds "
-              f"{consensus_records(home / 'wal')} consensus records of the validators")
+        print(f"{h} blocks; no signature of the observer's key anywhere ({states} PrivValidator state(s), zero); "
+              f"its WAL holds {consensus_records(home / 'wal')} consensus records of the validators")
 
     @pytest.mark.timeout(240)
     def test_observer_killed_under_load_catches_up_by_block_sync(self, obs_net: Net) -> None:
@@ -365,8 +379,7 @@ class TestObserver:
         for a in acks[-10:]:
             r = net.tx_status(obs, a.tx_hash)
             assert r is not None and (r["height"], r["index"]) == (a.height, a.index), r
-        pv = zero_pv_state(node.home)
-        assert (pv["height"], pv["signature"]) == (0, ""), f"the restarted observer signed: {pv}"
+        assert_never_signed(node.home)
         assert wal_votes(node.home / "wal", net.obs[0].id) == [] == own_proposals(node.home / "wal", net.obs[0].id)
         net.assert_clean_logs()
 
@@ -423,16 +436,12 @@ class TestObserver:
         """What an observer can serve: a ciphertext uploaded through its own API (an asset issued through
         it) is kept in its vault, and the holder opens it there. DESIGN: ciphertexts are "replicated to the
         validators", and the uploading node pushes it to its validator peers (ConsensusDriver.on_local_blob),
-        so every validator's vault must get it too, and the holder must be able to open it at a validator.
+        so every validator's vault gets it too, and the holder opens it at any validator.
 
-        FAILS today, a bug in node/driver.py (not changed here: another engineer owns that file): each
-        validator drops every VAULT_BLOB whose sender is not a validator (`_on_message`: "if env.kind in
-        (VAULT_BLOB, VAULT_REQUEST) and not self._is_validator(peer): return []"), and after the block it
-        asks only validators for the blob it lacks; so an upload through an observer stays on the observer
-        only, and holders and pulls at validators get 404 unknown_blob / 409 package_missing for good.
-        Proposed fix: ignore only VAULT_REQUEST from non-validators (what keeps ciphertexts away from
-        observers, D-30) and accept VAULT_BLOB from any admitted member peer under the usual acceptance
-        rule (NODE-4: named by a waiting or committed transaction, hash matches)."""
+        Found a bug (fixed in 3a02a4c, "validators store blobs pushed by observers"): each validator dropped
+        every VAULT_BLOB whose sender was not a validator and asked only validators for a blob it lacked, so
+        an upload through an observer stayed on the observer only, and holders and pulls at the validators got
+        404 unknown_blob / 409 package_missing for good."""
         net = obs_net
         obs = net.observers[0]
         seed_for("observer_upload")
