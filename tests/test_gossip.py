@@ -15,7 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.demo import PAYMENT
 from tests.bftnet import Net
+from wallet.actions import WalletSession
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -36,6 +38,11 @@ def metric(net: Net, i: int, name: str, **labels: str) -> float:
         if line.startswith(series + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def blob_path(home: Path, blob_hash: bytes) -> Path:
+    h = blob_hash.hex()
+    return home / "vault" / h[:2] / h
 
 
 def mempool_size(net: Net, i: int) -> int:
@@ -139,3 +146,24 @@ def test_a_missing_link_is_bridged_by_the_common_neighbours(gap: Net) -> None:
     signers = {s["validator"] for s in net[1].block(h)["commit"]["sigs"]}
     assert len(signers) >= 3
     assert metric(net, 1, "mydata_peers") == 2
+
+
+def test_a_validator_that_missed_an_upload_fetches_it_from_another_validator(mesh: Net) -> None:
+    """Vault replication by request (protocol.md, section 14): node3 is down while an asset's ciphertext is
+    uploaded to node0 (pushed to node1 and node2 only); after its restart node3 syncs the block, notes the
+    blob it lacks, asks one validator for it a second later, and then serves it to the holder."""
+    net = mesh
+    net.wait_converged()
+    net.stop([3])
+    record = {"name": "Li Wei", "employer": "Jinan Light Industry Co.", "monthly_wage": "8650",
+              "months_paid": "94", "last_paid_month": "2026-10"}
+    issuer = WalletSession(net.client(0), net.ids["social-security"])
+    asset = issuer.issue(net.ids["citizen"].id, PAYMENT, record).object_id
+    payload = bytes.fromhex(WalletSession(net.client(0), net.ids["citizen"]).asset(asset)["payload_hash"])
+    net.wait(lambda: all(blob_path(net[i].home, payload).exists() for i in (0, 1, 2)), 30,
+             "the upload pushed to the running validators")
+    assert not blob_path(net[3].home, payload).exists()
+    net.start([3])
+    net.wait(lambda: blob_path(net[3].home, payload).exists(), 40, "node3 to fetch the ciphertext it missed")
+    opened = WalletSession(net.client(3), net.ids["citizen"]).open_asset(asset)
+    assert opened.record["months_paid"] == "94"
