@@ -61,6 +61,9 @@ class State:
         raw = self.overlay.get(key)
         if raw is None:
             return None
+        return self._decoded(cls, key, raw)
+
+    def _decoded(self, cls: type[R], key: bytes, raw: bytes) -> R:
         hit = self.cache.entries.get(key)
         if hit is not None and hit[0] == raw and type(hit[1]) is cls:
             return hit[1]
@@ -124,6 +127,18 @@ class State:
         v = self.get(ValidatorSet, Kind.VALSET)
         assert v is not None, "state has no validator set: init_chain did not run"
         return v
+
+    def validators_at(self, height: int) -> ValidatorSet | None:
+        """The validator set that signs block `height` (>= 1): the `valhist/` record with the greatest first
+        height at or below it, found with one reverse seek. None only for a height below 1."""
+        prefix = STATE + Kind.VALHIST
+        for key, raw in self.overlay.iterate(prefix, prefix + height.to_bytes(8, "big"), reverse=True):
+            return self._decoded(ValidatorSet, key, raw)
+        return None
+
+    def record_validators(self, first_height: int, vs: ValidatorSet) -> None:
+        """Keep `vs` as the set in force from `first_height` on (until the next record)."""
+        self.put(Kind.VALHIST, first_height.to_bytes(8, "big"), vs)
 
     def threshold(self) -> int:
         raw = self.get_raw(Kind.THRESHOLD)

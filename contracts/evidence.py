@@ -3,8 +3,10 @@
 - EVD-1  Any active member (a validator's node key is a member) submits `evidence.submit` with two
          conflicting votes of one validator (consensus.tendermint.Evidence): same type, height and round,
          different blocks, both validly signed for this chain.
-- EVD-2  The validator must be in the current validator set (evidence is for recent heights: a validator
-         removed since is out of reach), and the votes' height at most the current block's.
+- EVD-2  The votes' height is at most the current block's and at most MAX_EVIDENCE_AGE heights below it;
+         the validator is in the set that signed that height (the validator-set history, `valhist/`), and
+         both votes verify with its key. A validator removed or re-weighted since is still caught; a key
+         that joined the set later is not a validator of that height.
 - EVD-3  Each piece of evidence is recorded once (`evidence/<hash>`, by the hash of its canonical bytes),
          with the height it was committed at; the admins hear of it. Punishment (removing the validator)
          is the admins' decision, through `validator.set`.
@@ -24,6 +26,10 @@ from contracts.context import TxContext
 from contracts.records import Kind, Status
 from contracts.txs import SubmitEvidence
 
+#: EVD-2: evidence of a double sign more than this many heights below the block that would record it is
+#: refused (CometBFT's default `max_age_num_blocks`; docs/decisions.md, D-33).
+MAX_EVIDENCE_AGE = 100_000
+
 
 @dataclass(frozen=True)
 class EvidenceRecord(Struct):
@@ -36,9 +42,15 @@ def submit(ctx: TxContext, body: SubmitEvidence) -> None:
     """EVD-1..EVD-3."""
     require(ctx.sender.kind == "member" and ctx.sender.status == Status.ACTIVE, Code.NOT_MEMBER)
     ev = body.evidence
-    require(ev.height <= ctx.block.height, Code.INVALID_EVIDENCE, "evidence from the future")
+    h = ctx.block.height
+    require(ev.height <= h, Code.INVALID_EVIDENCE, "evidence from the future")
+    require(h - ev.height <= MAX_EVIDENCE_AGE, Code.INVALID_EVIDENCE,
+            f"evidence more than {MAX_EVIDENCE_AGE} heights old")
+    validators = ctx.state.validators_at(ev.height)
+    require(validators is not None, Code.INVALID_EVIDENCE, "no validator set at that height")
+    assert validators is not None
     try:
-        ev.validate(ctx.block.chain_id, ctx.state.validators())
+        ev.validate(ctx.block.chain_id, validators)
     except LedgerError as e:
         raise Failure(Code.INVALID_EVIDENCE, str(e)) from None
     require(ctx.state.get_raw(Kind.EVIDENCE + ev.hash) is None, Code.DUPLICATE_EVIDENCE)

@@ -9,7 +9,8 @@ Order of work in one block (docs/contracts.md, EXE-1..EXE-6):
          here is recorded with its code and changes nothing at all.
 - EXE-3  The nonce is then consumed. Suspended senders, unknown types, malformed bodies and every contract
          rule failure are recorded with their code; the transaction's other writes are undone.
-- EXE-4  Validator changes scheduled for the next height are applied; the result signs the next block.
+- EXE-4  Validator changes scheduled for the next height are applied; the result signs the next block and,
+         if it differs from this block's set, is kept in the validator-set history from that height on.
 - EXE-5  The authenticated state changes are folded into the state tree: its root is the app hash. The
          results (one `TxResult` per transaction) are hashed into a Merkle root.
 - EXE-6  Nothing is written until `commit`, which writes state, tree nodes, indexes, chain metadata and the
@@ -153,6 +154,7 @@ class Ledger:
             st.put(Kind.SCHEMA, s.name.encode(), Schema(s.name, s.fields, s.issuers, 1))
         st.put(Kind.PARAMS, b"", genesis.params)
         st.put(Kind.VALSET, b"", genesis.validators)
+        st.record_validators(1, genesis.validators)
         root, nodes = self.tree.update(_tree_changes(st.overlay))
         last = LastBlock(0, genesis.hash, genesis.genesis_time_ms, root, None)
         st.overlay.commit({**nodes, META_LAST: last.encode(), META_GENESIS: genesis.encode()})
@@ -387,6 +389,8 @@ def _tree_changes(overlay: Overlay) -> dict[bytes, bytes | None]:
 
 
 def _apply_pending_validators(st: State, height: int, current: ValidatorSet) -> ValidatorSet:
+    """EXE-4: the changes scheduled for `height` make the set that signs it; a set that differs from
+    `current` is also kept in the history (`valhist/<height>`, EVD-2 looks it up)."""
     key = Kind.VALPEND + height.to_bytes(8, "big")
     raw = st.get_raw(key)
     if raw is None:
@@ -394,4 +398,6 @@ def _apply_pending_validators(st: State, height: int, current: ValidatorSet) -> 
     nxt = governance.apply_validator_updates(current, PendingValidators.decode(raw).updates)
     st.delete_raw(key)
     st.put(Kind.VALSET, b"", nxt)
+    if nxt != current:
+        st.record_validators(height, nxt)
     return nxt

@@ -11,6 +11,8 @@ Authenticated state (`s/` + key, covered by the state tree and hence by the app 
     params                   ConsensusParams
     valset                   ValidatorSet   the set that signs the next block
     valpend/<u64be height>   PendingValidators  changes that take effect at that height
+    valhist/<u64be height>   ValidatorSet   the set in force from that height on (genesis: height 1; then one
+                                            record per height at which a change makes the set differ)
     prop/<id>                Proposal
     asset/<id>               Asset
     areq/<id>                AssetRequest   a holder's request for an asset or for a correction
@@ -284,6 +286,7 @@ class Kind:
     PARAMS = b"params"
     VALSET = b"valset"
     VALPEND = b"valpend/"
+    VALHIST = b"valhist/"
     PROPOSAL = b"prop/"
     ASSET = b"asset/"
     ASSET_REQUEST = b"areq/"

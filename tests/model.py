@@ -36,11 +36,14 @@ ENVELOPE_CODES = frozenset({Code.MALFORMED_TX, Code.WRONG_CHAIN, Code.BAD_SIGNAT
 
 MAX_POWER = 2**60
 MAX_ADMINS = 256
+#: EVD-2: evidence more than this many heights below the block that records it is refused.
+MAX_EVIDENCE_AGE = 100_000
 
 # Object kinds, as the key prefixes the ledger uses (the model's ids are sha256([kind, tx hash])).
 ACCOUNT, SUBJECT, KEY, SCHEMA, PROPOSAL = b"acct/", b"subj/", b"key/", b"schema/", b"prop/"
 ASSET, ASSET_REQUEST, CONSENT_REQUEST, GRANT, EXPIRY, ACCESS, EVIDENCE = (
     b"asset/", b"areq/", b"creq/", b"grant/", b"expiry/", b"access/", b"evidence/")
+VALHIST = b"valhist/"
 
 #: Which kind of object each transaction type creates when it succeeds.
 CREATES = {
@@ -267,7 +270,7 @@ _INACTIVE_ASSET = {"superseded": Code.ASSET_SUPERSEDED, "revoked": Code.ASSET_RE
 
 
 class Model:
-    def __init__(self, genesis: Genesis) -> None:
+    def __init__(self, genesis: Genesis, *, max_evidence_age: int = MAX_EVIDENCE_AGE) -> None:
         app = AppGenesis.decode(genesis.app_state)
         self.chain_id = genesis.chain_id
         self.params = genesis.params
@@ -285,6 +288,10 @@ class Model:
         self.validators: dict[bytes, tuple[int, str]] = {
             v.pubkey: (v.power, v.name) for v in genesis.validators.validators}
         self.pending_validators: dict[int, dict[bytes, tuple[int, str]]] = {}
+        #: first height -> the validators in force from there on: the genesis set from height 1, then one
+        #: entry per height whose set differs from the one before.
+        self.validator_history: dict[int, dict[bytes, tuple[int, str]]] = {1: dict(self.validators)}
+        self.max_evidence_age = max_evidence_age
         self.subjects: dict[bytes, bytes] = {}
         self.proposals: dict[bytes, MProposal] = {}
         self.assets: dict[bytes, MAsset] = {}
@@ -310,11 +317,14 @@ class Model:
 
     def end_block(self) -> ValidatorSet:
         """Apply the validator changes scheduled for the next height; return the set that signs it."""
+        before = dict(self.validators)
         for pk, (power, name) in sorted(self.pending_validators.pop(self.height + 1, {}).items()):
             if power == 0:
                 self.validators.pop(pk, None)
             else:
                 self.validators[pk] = (power, name)
+        if self.validators != before:
+            self.validator_history[self.height + 1] = dict(self.validators)
         return self.validator_set()
 
     def run_block(self, height: int, time_ms: int, raw_txs: list[bytes]) -> BlockOutcome:
@@ -325,6 +335,10 @@ class Model:
 
     def validator_set(self) -> ValidatorSet:
         return ValidatorSet.of([Validator(pk, p, n) for pk, (p, n) in self.validators.items()])
+
+    def validators_of(self, height: int) -> dict[bytes, tuple[int, str]]:
+        """The validators that sign block `height` (>= 1): the latest history entry at or before it."""
+        return self.validator_history[max(h for h in self.validator_history if h <= height)]
 
     # ---- one transaction -------------------------------------------------------------------------------
 
@@ -757,7 +771,8 @@ class Model:
         need(c.sender.kind == "member" and c.sender.status == "active", Code.NOT_MEMBER)
         ev = body.evidence
         need(ev.height <= c.height, Code.INVALID_EVIDENCE)
-        keys = [pk for pk in self.validators if sha(pk) == ev.validator]
+        need(c.height - ev.height <= self.max_evidence_age, Code.INVALID_EVIDENCE)
+        keys = [pk for pk in self.validators_of(ev.height) if sha(pk) == ev.validator]
         need(bool(keys), Code.INVALID_EVIDENCE)
         need(all(v.signature_valid(self.chain_id, keys[0]) for v in (ev.vote_a, ev.vote_b)),
              Code.INVALID_EVIDENCE)
@@ -783,6 +798,9 @@ class Model:
             out[KEY + pk] = aid
         for s in self.schemas.values():
             out[SCHEMA + s.name.encode()] = R.Schema(s.name, s.fields, s.issuers, s.version).encode()
+        for h, vals in self.validator_history.items():
+            out[VALHIST + h.to_bytes(8, "big")] = ValidatorSet.of(
+                [Validator(pk, p, n) for pk, (p, n) in vals.items()]).encode()
         for h, ups in self.pending_validators.items():
             updates = tuple(R.ValidatorUpdate(pk, p, n) for pk, (p, n) in sorted(ups.items()))
             out[b"valpend/" + h.to_bytes(8, "big")] = R.PendingValidators(updates).encode()
@@ -824,7 +842,7 @@ class Model:
 RECORD_OF_PREFIX: dict[bytes, type[Any]] = {
     ACCOUNT: R.Account, SCHEMA: R.Schema, PROPOSAL: R.AdminProposal, ASSET: R.Asset, ASSET_REQUEST: R.AssetRequest,
     CONSENT_REQUEST: R.ConsentRequest, GRANT: R.Grant, ACCESS: R.Access, b"valpend/": R.PendingValidators,
-    EVIDENCE: EvidenceRecord,
+    EVIDENCE: EvidenceRecord, VALHIST: ValidatorSet, b"valset": ValidatorSet,
 }
 
 

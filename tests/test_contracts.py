@@ -22,7 +22,7 @@ from consensus.merkle import merkle_root
 from consensus.statetree import verify_state_proof
 from consensus.tendermint import Evidence
 from consensus.types import PRECOMMIT, ConsensusParams, Genesis, Tx, Validator, ValidatorSet, Vote
-from contracts import audit
+from contracts import audit, evidence
 from contracts.codes import Code
 from contracts.evidence import EvidenceRecord
 from contracts.execute import BlockExecution, BlockRejected, Ledger, TxResult, apply_block
@@ -955,6 +955,35 @@ def test_EXE_4_validator_changes_sign_from_the_scheduled_height() -> None:
     assert net.chain.blocks[-1].header.validators_hash == new.hash
 
 
+def test_EXE_4_the_validator_set_history_keeps_each_set_from_the_first_height_it_signs() -> None:
+    net = Net(threshold=1, delay=2)
+    g = net.genesis.validators
+
+    def history() -> dict[int, ValidatorSet]:
+        return {int.from_bytes(k, "big"): ValidatorSet.decode(v) for k, v in net.ledger.state().scan(Kind.VALHIST)}
+
+    assert history() == {1: g}
+    ex = net.block(net.tx(ADMIN_A, propose(SetValidator(VALS[4].pk, 10, VALS[4].name))))
+    joined = ex.height + 2
+    assert history() == {1: g}
+    new = _valset(*((v, 10) for v in VALS[:5]))
+    # Block joined - 1 applies the change at its end (EXE-4), and records the set with it. It also schedules
+    # VALS[0] with the same power and name again: the set of joined + 1 is the same, so no record for it.
+    ex = net.block(net.tx(ADMIN_A, propose(SetValidator(VALS[0].pk, 10, VALS[0].name))))
+    assert ex.height == joined - 1 and ex.next_validators == new
+    assert history() == {1: g, joined: new}
+    net.block()
+    net.block()
+    assert history() == {1: g, joined: new}
+    state = net.ledger.state()
+    for block in net.chain.blocks:  # the set each block names is the one the history gives for its height
+        vs = state.validators_at(block.header.height)
+        assert vs is not None and vs.hash == block.header.validators_hash
+    assert state.validators_at(net.ledger.last.height + 1) == state.validators() == new
+    assert state.validators_at(10**9) == new
+    assert state.validators_at(0) is None
+
+
 def test_EXE_5_app_hash_is_the_state_root_with_proofs(net: Net) -> None:
     gid = grant_to_bank(net)
     ex = net.block(net.tx(BANK, RecordAccess(gid, net.alice_health)))
@@ -1027,15 +1056,73 @@ def test_EVD_1_any_active_member_reports_double_signing(net: Net) -> None:
     net.refused(NOTARY, SubmitEvidence(_double_sign(VALS[2], 1)), Code.ACCOUNT_SUSPENDED)
 
 
-def test_EVD_2_only_current_validators_and_past_heights() -> None:
+def test_EVD_2_votes_from_the_future_are_refused() -> None:
     net = Net(threshold=1, delay=1)
-    net.refused(BANK, SubmitEvidence(_double_sign(VALS[4], 1)), Code.INVALID_EVIDENCE)  # not a validator
-    net.refused(BANK, SubmitEvidence(_double_sign(STRANGER, 1)), Code.INVALID_EVIDENCE)
     h = net.ledger.last.height + 1  # the height of the next block
-    net.refused(BANK, SubmitEvidence(_double_sign(VALS[3], h + 1)), Code.INVALID_EVIDENCE)  # from the future
-    assert net.run(BANK, SubmitEvidence(_double_sign(VALS[3], h + 1))).code == Code.OK  # now it is not
+    net.refused(BANK, SubmitEvidence(_double_sign(VALS[3], h + 1)), Code.INVALID_EVIDENCE)  # executed at h
+    assert net.run(BANK, SubmitEvidence(_double_sign(VALS[3], h + 1))).code == Code.OK  # at h + 1: its own height
+    net.refused(BANK, SubmitEvidence(_double_sign(VALS[4], 1)), Code.INVALID_EVIDENCE)  # never a validator
+    net.refused(BANK, SubmitEvidence(_double_sign(STRANGER, 1)), Code.INVALID_EVIDENCE)
+
+
+def test_EVD_2_a_validator_removed_since_is_still_caught() -> None:
+    """Removed at `gone`, back at `back`: it answers for the heights it signed, and only for those."""
+    net = Net(threshold=1, delay=1)
+    net.block()
     assert net.run(ADMIN_A, propose(SetValidator(VALS[3].pk, 0, VALS[3].name))).code == Code.OK
-    net.refused(BANK, SubmitEvidence(_double_sign(VALS[3], 1, tag=b"late")), Code.INVALID_EVIDENCE)  # removed
+    gone = net.ledger.last.height + 1  # delay 1: the first height VALS[3] does not sign
+    net.block()
+    assert net.run(ADMIN_A, propose(SetValidator(VALS[3].pk, 10, VALS[3].name))).code == Code.OK
+    back = net.ledger.last.height + 1
+    net.block()
+    assert net.run(ADMIN_A, propose(SetValidator(VALS[3].pk, 0, VALS[3].name))).code == Code.OK
+    net.block()
+    assert VALS[3].id not in net.ledger.state().validators().by_address
+
+    ev = _double_sign(VALS[3], gone - 1)  # its last height before it left
+    r = net.run(BANK, SubmitEvidence(ev))
+    assert r == TxResult(Code.OK, ev.hash)
+    assert net.get(EvidenceRecord, Kind.EVIDENCE, ev.hash) == EvidenceRecord(ev, BANK.id, net.ledger.last.height)
+    net.refused(NOTARY, SubmitEvidence(ev), Code.DUPLICATE_EVIDENCE)
+    for h in (gone, back - 1):  # out of the set then
+        net.refused(BANK, SubmitEvidence(_double_sign(VALS[3], h)), Code.INVALID_EVIDENCE)
+    for h in (1, back):
+        assert net.run(BANK, SubmitEvidence(_double_sign(VALS[3], h))).code == Code.OK
+
+
+def test_EVD_2_a_key_of_the_current_set_is_no_validator_of_heights_before_it_joined() -> None:
+    net = Net(threshold=1, delay=1)
+    net.block()
+    assert net.run(ADMIN_A, propose(SetValidator(VALS[4].pk, 10, VALS[4].name))).code == Code.OK
+    joined = net.ledger.last.height + 1  # the first height VALS[4] signs
+    net.block()
+    assert VALS[4].id in net.ledger.state().validators().by_address
+    for h in (1, joined - 1):  # validly signed by a key in today's set, but not a validator of that height
+        net.refused(BANK, SubmitEvidence(_double_sign(VALS[4], h)), Code.INVALID_EVIDENCE)
+    ev = _double_sign(VALS[4], joined)
+    assert net.run(BANK, SubmitEvidence(ev)) == TxResult(Code.OK, ev.hash)
+    net.refused(BANK, SubmitEvidence(ev), Code.DUPLICATE_EVIDENCE)
+
+
+def test_EVD_2_the_vote_must_verify_with_the_key_of_that_height() -> None:
+    """Votes under a validator's address but signed with another validator's key do not verify."""
+    net = Net(threshold=1, delay=1)
+    good = _double_sign(VALS[2], 1)
+    forged_votes = [replace(v, signature=Vote.create(VALS[1].signer, CHAIN, v.type, v.height, v.round,
+                                                     v.block_hash, v.timestamp_ms).signature)
+                    for v in (good.vote_a, good.vote_b)]
+    net.refused(BANK, SubmitEvidence(Evidence.of(*forged_votes)), Code.INVALID_EVIDENCE)
+
+
+def test_EVD_2_evidence_older_than_the_bound_is_refused(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert evidence.MAX_EVIDENCE_AGE == 100_000
+    monkeypatch.setattr(evidence, "MAX_EVIDENCE_AGE", 3)  # 100,000 blocks are too many for an example
+    net.block()
+    net.block()
+    h = net.ledger.last.height + 1  # the block that executes the next transaction
+    net.refused(BANK, SubmitEvidence(_double_sign(VALS[0], h - 4)), Code.INVALID_EVIDENCE)
+    h = net.ledger.last.height + 1
+    assert net.run(BANK, SubmitEvidence(_double_sign(VALS[0], h - 3))).code == Code.OK
 
 
 def test_EVD_3_each_piece_of_evidence_is_recorded_once(net: Net) -> None:

@@ -7,10 +7,17 @@ delegates, rotated keys, members registered and suspended by governance, and key
 
 After every block the test checks, against the model: the exact result code and object id of every
 transaction; that an access succeeds exactly when an active grant authorizes it (and consumes one use); the
-grants' expiry on both sides of not_after; the validator sets; the whole authenticated state byte for byte
-and every index key; membership and non-membership proofs against the app hash; that replays and other
-envelope failures change nothing. At the end of every example the blocks are replayed with `apply_block` on
-a fresh MemoryKV and on a LevelDB store: the same app hashes, results and stored bytes.
+grants' expiry on both sides of not_after; the validator sets, and the history's set of this height and the
+next; the whole authenticated state byte for byte (the validator-set history included) and every index key;
+membership and non-membership proofs against the app hash; that replays and other envelope failures change
+nothing. At the end of every example the blocks are replayed with `apply_block` on a fresh MemoryKV and on a
+LevelDB store: the same app hashes, results and stored bytes; and the history gives, for every height, the
+set its block header names.
+
+Double-sign evidence meets validator sets that changed (val4 joins at height 4 and val3 leaves at height 5 in
+the setup; then the admins remove, add back and re-weight validators): evidence against a validator removed
+since, against a key of today's set from before it joined, exactly at and just past the age bound (EVD-2,
+patched from 100,000 heights down to EVIDENCE_AGE for the run).
 
 Runs derandomized (a fixed seed): a failure prints the rules and draws that produced it.
 """
@@ -25,6 +32,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -41,6 +49,7 @@ from consensus.kv import MemoryKV
 from consensus.statetree import verify_state_proof
 from consensus.tendermint import Evidence
 from consensus.types import PRECOMMIT, Tx, Vote
+from contracts import evidence
 from contracts.codes import Code
 from contracts.execute import BlockExecution, Ledger, TxResult, apply_block
 from contracts.records import Grant
@@ -114,6 +123,10 @@ SCHEMAS = {HEALTH: ("blood_type", "diagnosis", "name"), TAX: ("income", "name", 
 NATURAL_ISSUER = {HEALTH: ISSUER_HEALTH.id, TAX: ISSUER_TAX.id, MARRIAGE: ISSUER_HEALTH.id}
 ALL_FIELDS = ("blood_type", "diagnosis", "extra", "income", "name", "partner", "year")
 
+#: The evidence age bound of the run (EVD-2): the contract's 100,000 heights, patched down to what an example
+#: reaches, in the ledger and in the model alike.
+EVIDENCE_AGE = 8
+
 GENESIS = dev_genesis(
     CHAIN, VALIDATORS[:4],
     [*((a, ("admin",)) for a in ADMINS), (REGISTRAR, ("registrar",)), (ISSUER_HEALTH, ("issuer",)),
@@ -154,6 +167,8 @@ MEMBER_ONLY = {"gov.propose": Code.NOT_ADMIN, "gov.approve": Code.NOT_ADMIN,
 HOLDER_ONLY = {"asset.request", "asset.request_correction", "asset.erase", "consent.grant", "consent.reject",
                "consent.revoke"}
 PRE_HANDLER_CODES = ENVELOPE_CODES | {Code.ACCOUNT_SUSPENDED, Code.UNKNOWN_TX_TYPE, Code.MALFORMED_BODY}
+#: What an evidence report can get from its sender alone (the reporter is sometimes not an active member).
+REFUSED_SENDER = frozenset({Code.NOT_MEMBER, Code.ACCOUNT_SUSPENDED, Code.UNKNOWN_SENDER})
 
 
 def sample(seq: Any) -> st.SearchStrategy[Any]:
@@ -164,11 +179,12 @@ class LedgerLifecycle(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.chain = DevChain(GENESIS, VALIDATORS)
-        self.model = Model(GENESIS)
+        self.model = Model(GENESIS, max_evidence_age=EVIDENCE_AGE)
         self.app_hashes: list[bytes] = []
         self.results: list[list[bytes]] = []
         self.pending: list[bytes] = []
         self.expect: dict[int, frozenset[str]] = {}  # pending index -> codes the test itself insists on
+        self.situations: dict[int, tuple[str, str]] = {}  # pending index -> (situation, the code that shows it)
         self.committed: list[tuple[bytes, str]] = []
         self.cap = 3
         self.counter = 0
@@ -283,6 +299,9 @@ class LedgerLifecycle(RuleBasedStateMachine):
                                        (ISSUER_HEALTH, HEALTH, ent), (ISSUER_TAX, TAX, PERSONS[0])]:
             self._submit(issuer, IssueAsset(holder.id, schema, SCHEMAS[schema], self._hash(b"root"),
                                             self._hash(b"payload"), b"", b""))
+        # val4 joins the validators at height 4 and val3 leaves at height 5, so that evidence for the first
+        # heights meets sets that changed since.
+        self._set_validator(VALIDATORS[4], 10)
         self._produce(1000, all_ok=True)
         bank, p0 = CONSUMERS[0], PERSONS[0]
         req = self._submit(bank, RequestConsent(p0.id, (HEALTH,), ("diagnosis",), "loan", 60_000, 3))
@@ -290,7 +309,13 @@ class LedgerLifecycle(RuleBasedStateMachine):
         assets = tuple(sorted(self._active_assets(p0.id)))
         self._submit(p0, GrantConsent(bank.id, assets, ("diagnosis", "income"), "loan",
                                       self.model.time_ms + 20_000, 3, self._hash(b"pkg"), rid))
+        self._set_validator(VALIDATORS[3], 0)
         self._produce(1000, all_ok=True)
+
+    def _set_validator(self, val: Identity, power: int) -> None:
+        """Two genesis admins change a validator in one block (setup only: both still active admins)."""
+        prop = self._submit(ADMINS[0], wrap_proposal(SetValidator(val.pk, power, val.name)))
+        self._submit(ADMINS[1], Approve(object_id(b"prop/", sha(prop))))
 
     # ---- governance ----------------------------------------------------------------------------------
 
@@ -394,6 +419,35 @@ class LedgerLifecycle(RuleBasedStateMachine):
         if p is not None and p.status == "open":
             fresh = sorted(self.shadow.admins - p.approvals)
             self._act(data, fresh, Approve(pid), "approver")
+
+    @precondition(lambda self: self._room() and not self.shadow.pending_validators)
+    @rule(data=st.data())
+    def change_validators(self, data: st.DataObject) -> None:
+        """Two admins remove, add (back) or re-weight a validator in one block, so that evidence meets sets
+        that changed since the height it is for."""
+        future = dict(self.shadow.validators)
+        for h in sorted(self.shadow.pending_validators):
+            for pk, (power, name) in self.shadow.pending_validators[h].items():
+                if power == 0:
+                    future.pop(pk, None)
+                else:
+                    future[pk] = (power, name)
+        outside = [v for v in VALIDATORS if v.pk not in future]
+        if outside and (len(future) <= 2 or data.draw(st.booleans(), label="add one?")):
+            val, power = data.draw(sample(outside), label="validator"), 10
+        else:
+            val = data.draw(sample([v for v in VALIDATORS if v.pk in future]), label="validator")
+            remove = len(future) > 1 and data.draw(st.booleans(), label="remove?")
+            power = 0 if remove else data.draw(sample([10, 20]), label="power")
+        admins = [a for a in sorted(self.shadow.admins) if self.shadow.accounts[a].status == "active"]
+        if not admins:
+            return
+        proposer = data.draw(sample(admins), label="proposer")
+        self._submit(self._key(proposer), wrap_proposal(SetValidator(val.pk, power, val.name)), proposer)
+        p = self.shadow.proposals.get(object_id(b"prop/", sha(self.pending[-1])))
+        if p is not None and p.status == "open" and (fresh := [a for a in admins if a not in p.approvals]):
+            approver = data.draw(sample(fresh), label="approver")
+            self._submit(self._key(approver), Approve(p.id), approver)
 
     # ---- holders and keys ----------------------------------------------------------------------------
 
@@ -736,22 +790,78 @@ class LedgerLifecycle(RuleBasedStateMachine):
     @rule(data=st.data())
     def submit_evidence(self, data: st.DataObject) -> None:
         """A member reports a validator's double signing (valid, again, from a non-validator, for a future
-        height, or signed for another chain)."""
+        height, or signed for another chain), at a height within the age bound."""
         pick = data.draw(st.integers(0, 5), label="variant")
         variant = self._cycle("evidence", ["valid", "valid", "again", "not a validator", "future", "other chain"],
                               pick)
-        val = data.draw(sample(VALIDATORS), label="validator")  # val4 is a validator only if added
-        height = data.draw(st.integers(1, self.model.height + 1), label="height")
+        val = data.draw(sample(VALIDATORS), label="validator")  # in the set of that height or not
+        top = self.model.height + 1  # the height of the block that will execute it
+        height = data.draw(st.integers(max(1, top - EVIDENCE_AGE), top), label="height")
         if variant == "again" and self.shadow.evidence:
             ev = data.draw(sample([e for e, _, _ in self.shadow.evidence.values()]), label="evidence")
         elif variant == "not a validator":
             ev = self._double_sign(STRANGER, height)
         elif variant == "future":
-            ev = self._double_sign(val, self.model.height + 2)
+            ev = self._double_sign(val, top + 1)
         else:
             ev = self._double_sign(val, height, "mydata-other" if variant == "other chain" else CHAIN)
+        self._report(data, ev)
+
+    def _report(self, data: st.DataObject, ev: Evidence, expect: frozenset[str] = frozenset(),
+                situation: tuple[str, str] | None = None) -> None:
+        """Mostly an active member submits `ev`; `expect`: the codes the test insists on; `situation`: what
+        the result shows when its code is the one named."""
+        if situation is not None:
+            self.situations[len(self.pending)] = situation
+        if expect:
+            self.expect[len(self.pending)] = expect
         members = [a.id for a in self.shadow.accounts.values() if a.kind == "member" and a.status == "active"]
         self._act(data, members, SubmitEvidence(ev), "reporter")
+
+    def _validator_heights(self, then: bool, now: bool) -> list[tuple[Identity, int]]:
+        """(validator, height) within the evidence age bound of the next block, such that the validator was
+        (`then`) or was not in the set of that height, and is (`now`) or is not in the next block's."""
+        top = self.model.height + 1
+        current = self.model.validators_of(top)
+        return [(v, h) for h in range(max(1, top - EVIDENCE_AGE), top + 1) for v in VALIDATORS
+                if (v.pk in self.model.validators_of(h)) == then and (v.pk in current) == now]
+
+    @precondition(lambda self: self._room() and (self.model.height >= EVIDENCE_AGE
+                                                 or self._validator_heights(then=True, now=False)
+                                                 or self._validator_heights(then=False, now=True)))
+    @rule(data=st.data())
+    def submit_evidence_across_heights(self, data: st.DataObject) -> None:
+        """Evidence against a validator removed since (accepted: it signed that height; and then again:
+        a duplicate), against a key of today's set for a height before it joined (refused: no validator
+        then), exactly as old as the bound allows (accepted) or one height older (refused)."""
+        removed = self._validator_heights(then=True, now=False)
+        joined = self._validator_heights(then=False, now=True)
+        variants = [*(["removed since"] if removed else []), *(["before it joined"] if joined else []),
+                    *(["age bound"] if self.model.height >= EVIDENCE_AGE else [])]
+        variant = self._cycle("evidence across heights", variants,
+                              data.draw(st.integers(0, len(variants) - 1), label="variant"))
+        if variant == "removed since":
+            val, height = data.draw(sample(removed), label="removed validator")
+            ev = self._double_sign(val, height)
+            self._report(data, ev, REFUSED_SENDER | {Code.OK},
+                         ("evidence against a validator removed since", Code.OK))
+            if data.draw(st.booleans(), label="report it again?"):
+                self._report(data, ev, REFUSED_SENDER | {Code.OK, Code.DUPLICATE_EVIDENCE},
+                             ("evidence against a validator removed since, again", Code.DUPLICATE_EVIDENCE))
+        elif variant == "before it joined":
+            val, height = data.draw(sample(joined), label="validator that joined later")
+            self._report(data, self._double_sign(val, height), REFUSED_SENDER | {Code.INVALID_EVIDENCE},
+                         ("evidence against a current validator from before it joined", Code.INVALID_EVIDENCE))
+        else:
+            too_old = self.model.height > EVIDENCE_AGE and data.draw(st.booleans(), label="too old?")
+            height = self.model.height + 1 - EVIDENCE_AGE - (1 if too_old else 0)
+            pk = data.draw(sample(sorted(self.model.validators_of(height))), label="validator then")
+            if too_old:
+                self._report(data, self._double_sign(BY_PK[pk], height), REFUSED_SENDER | {Code.INVALID_EVIDENCE},
+                             ("evidence older than the age bound", Code.INVALID_EVIDENCE))
+            else:
+                self._report(data, self._double_sign(BY_PK[pk], height), REFUSED_SENDER | {Code.OK},
+                             ("evidence exactly at the age bound", Code.OK))
 
     # ---- replays and envelope failures ----------------------------------------------------------------
 
@@ -828,8 +938,8 @@ class LedgerLifecycle(RuleBasedStateMachine):
         self._produce(advance)
 
     def _produce(self, advance: int, all_ok: bool = False) -> None:
-        raws, expect = self.pending, self.expect
-        self.pending, self.expect = [], {}
+        raws, expect, situations = self.pending, self.expect, self.situations
+        self.pending, self.expect, self.situations = [], {}, {}
         self.healthy = False
         m = self.model
         height, time_ms = m.height + 1, m.time_ms + advance
@@ -842,6 +952,12 @@ class LedgerLifecycle(RuleBasedStateMachine):
         assert ex.height == height and ex.time_ms == time_ms
 
         self._check_results(ex, outcome, raws, expect, all_ok)
+        for i, (situation, code) in situations.items():
+            if ex.result(i).code == code:
+                COVERAGE["situation", situation] += 1
+        state = self.chain.ledger.state()
+        assert state.validators_at(height) == ex.validators, "the history's set of this height differs"
+        assert state.validators_at(height + 1) == ex.next_validators, "the history's next set differs"
         self._check_accesses(outcome, before, time_ms)
         self._check_expiry(before, time_ms)
         assert ex.validators == outcome.validators, "the validators of this block differ from the model"
@@ -1000,6 +1116,10 @@ class LedgerLifecycle(RuleBasedStateMachine):
     def teardown(self) -> None:
         if not self.healthy or not self.chain.blocks:
             return
+        state = self.chain.ledger.state()
+        for block in self.chain.blocks:  # the history gives, for every height, the set its header names
+            vs = state.validators_at(block.header.height)
+            assert vs is not None and vs.hash == block.header.validators_hash, "history and headers differ"
         original = list(self.chain.ledger.store.iterate())
         mem = Ledger(MemoryKV())
         self._replay(mem)
@@ -1051,7 +1171,9 @@ REQUIRED = {
     *(("situation", s) for s in ["access at exactly not_after", "still live at exactly not_after",
                                  "expired at not_after + 1", "grant used up", "membership proof",
                                  "non-membership proof", "block of envelope failures keeps the app hash",
-                                 "replayed on MemoryKV and LevelDB"]),
+                                 "replayed on MemoryKV and LevelDB", "evidence against a validator removed since",
+                                 "evidence against a current validator from before it joined",
+                                 "evidence exactly at the age bound", "evidence older than the age bound"]),
 }
 
 #: What a run should reach too; a miss is reported as a warning (each is also an example test in
@@ -1066,11 +1188,13 @@ WANTED = {
     ("consent.grant", Code.REQUEST_NOT_PENDING), ("gov.approve", Code.ALREADY_APPROVED),
     ("gov.approve", Code.PROPOSAL_CLOSED), ("consent.grant", Code.NOT_AFTER_TOO_FAR),
     *(("evidence.submit", c) for c in [Code.INVALID_EVIDENCE, Code.DUPLICATE_EVIDENCE, Code.NOT_MEMBER]),
+    ("situation", "evidence against a validator removed since, again"),
 }
 
 
-def test_lifecycle_against_reference_model() -> None:
+def test_lifecycle_against_reference_model(monkeypatch: pytest.MonkeyPatch) -> None:
     COVERAGE.clear()
+    monkeypatch.setattr(evidence, "MAX_EVIDENCE_AGE", EVIDENCE_AGE)
     run_state_machine_as_test(LedgerLifecycle, settings=SETTINGS)
     missing = sorted(REQUIRED - set(COVERAGE))
     assert not missing, f"the run never reached: {missing}"
