@@ -27,7 +27,7 @@ from contracts.records import Kind, Status
 from contracts.txs import SubmitEvidence
 
 #: EVD-2: evidence of a double sign more than this many heights below the block that would record it is
-#: refused (CometBFT's default `max_age_num_blocks`; docs/decisions.md, D-33).
+#: refused (CometBFT's default `max_age_num_blocks`; docs/decisions.md, D-37).
 MAX_EVIDENCE_AGE = 100_000
 
 
