@@ -27,7 +27,7 @@ from contracts.txs import RecordAccess
 from node import authz
 from node.auth import AuthError, Caller, RequestAuthenticator
 from node.core import NodeBusy
-from node.service import NodeService
+from node.service import Busy, NodeService
 from node.vault import DEFAULT_MAX_BLOB_BYTES, VaultError
 
 log = logging.getLogger("mydata.api")
@@ -233,7 +233,10 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
         if not 0.0 <= wait <= MAX_BLOCK_WAIT:
             raise ApiError(400, "invalid_request", f"wait must be between 0 and {MAX_BLOCK_WAIT:g} seconds")
         if height >= 1 and wait > 0:
-            await service.wait_height(height, wait)  # a follower's long poll: answered as the block commits
+            try:
+                await service.wait_height(height, wait)  # a follower's long poll: answered as it commits
+            except Busy as e:
+                raise ApiError(503, "busy", f"{e}; retry later or poll without wait") from None
         b = core.block(height) if height >= 1 else None
         if b is None:
             raise ApiError(404, "unknown_block", f"no block at height {height}")

@@ -400,6 +400,20 @@ class NodeCore:
         with self._lock:
             return self.vault.has(blob_hash) or self.store.get(VAULT_GONE + blob_hash) is not None
 
+    def missing_blobs(self, after: bytes = b"", count: int = 1000) -> tuple[list[bytes], bytes | None]:
+        """One page of the blobs that committed transactions name (NODE-4's `v/ref/`) and this vault lacks,
+        shredded ones left out: (missing hashes, the hash to continue after, or None at the end). Pages keep
+        the core's lock short while a node scans a large vault in the background."""
+        with self._lock:
+            start = VAULT_REF + after + b"\x00" if after else None
+            seen: list[bytes] = []
+            for key, _ in self.store.iterate(VAULT_REF, start=start):
+                seen.append(key[len(VAULT_REF):])
+                if len(seen) >= count:
+                    break
+            missing = [h for h in seen if not self.vault.has(h) and self.store.get(VAULT_GONE + h) is None]
+            return missing, (seen[-1] if len(seen) >= count else None)
+
     def is_erased(self, blob_hash: bytes) -> bool:
         """Whether the blob was shredded (an erased asset's payload, or a package that held its fields)."""
         with self._lock:

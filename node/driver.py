@@ -54,8 +54,10 @@ from node.service import NodeService
 from node.vault import VaultError
 from node.wal import WAL
 
-#: Ciphertexts received before the transaction that names them, kept for a while (bytes in all).
+#: Ciphertexts received before the transaction that names them, kept for a while (bytes in all, and per
+#: peer that pushed them: one peer cannot crowd out the others' orphans).
 MAX_ORPHAN_BYTES = 64 * 1024 * 1024
+MAX_ORPHAN_BYTES_PER_PEER = 16 * 1024 * 1024
 #: Peer messages read but not yet handled by the driver.
 MAX_QUEUED_MESSAGES = 2048
 #: Distinct consensus messages relayed per height (a bound against a flooding validator).
@@ -63,11 +65,15 @@ MAX_SEEN = 100_000
 #: Committed ciphertexts this vault lacks, remembered to ask the validators for (oldest dropped first).
 MAX_WANTED = 100_000
 #: A missing ciphertext is asked for once it has been missing this long (the upload's push is usually on
-#: its way), then again every status round, of one validator at a time, at most WANT_ATTEMPTS times.
+#: its way), then again after twice as long each time (at most WANT_MAX_DELAY), of one validator at a time,
+#: at most WANT_ATTEMPTS requests that were actually sent.
 WANT_GRACE = 1.0
+WANT_MAX_DELAY = 60.0
 WANT_ATTEMPTS = 10
-#: Vault requests sent per status round.
-WANT_PER_ROUND = 1024
+#: Vault requests sent per status round (each answer may carry a large blob: the budget is kept small).
+WANT_PER_ROUND = 256
+#: Blobs a background scan of the committed references reads per page.
+SCAN_PAGE = 1000
 
 log = logging.getLogger("mydata.consensus")
 
@@ -112,10 +118,14 @@ class ConsensusDriver:
         self._seen: set[bytes] = set()  # consensus messages of the current height already relayed
         self._reported: set[bytes] = set()  # evidence this node has submitted
         self._own: list[bytes] = []  # our proposals and votes of the current height, to send again
-        self._orphans: dict[bytes, bytes] = {}
-        self._orphan_bytes = 0
+        self._orphans: dict[bytes, dict[bytes, bytes]] = {}  # pushing peer -> blob hash -> data, oldest first
+        self._orphan_owner: dict[bytes, bytes] = {}  # blob hash -> the peer that pushed it
+        self._orphan_bytes: dict[bytes, int] = {}  # pushing peer -> bytes it holds in the buffer
+        self._was_validator = False
+        self._wal_dirty = False  # peers' records appended since the WAL's last fsync
+        self._scan: asyncio.Task[None] | None = None
         self._stopping = False
-        self._wanted: dict[bytes, tuple[float, int]] = {}  # blob -> (missing since, requests sent)
+        self._wanted: dict[bytes, tuple[float, int]] = {}  # blob -> (next request due, requests sent)
         self.peer_links: dict[bytes, frozenset[bytes]] = {}  # peer -> the peers it said it is linked to
         self._tx_out: list[bytes] = []  # transactions admitted here, to gossip at the end of this loop turn
         self._tx_out_bytes = 0
@@ -126,7 +136,11 @@ class ConsensusDriver:
     # ---- life cycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.peers.subscribe(on_peer_up=lambda peer: self.queue.put_nowait(("peer_up", peer)))
         await self.peers.start()
+        if self._i_am_validator():
+            self._was_validator = True
+            self._start_scan()  # ciphertexts of blocks committed while it was down and the push was missed
         core = self.core
         last = core.ledger.last
         hooks = Hooks(propose_block=core.propose, validate_block=core.validate)
@@ -147,6 +161,10 @@ class ConsensusDriver:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._scan is not None:
+            self._scan.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._scan
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
@@ -173,59 +191,109 @@ class ConsensusDriver:
         validators; never to other members' nodes)."""
         self._to_validators(m.envelope(m.VAULT_BLOB, m.VaultBlob(blob_hash, data).encode()))
 
-    def _store_blob(self, blob_hash: bytes, data: bytes) -> None:
+    def _store_blob(self, blob_hash: bytes, data: bytes, peer: bytes) -> None:
         try:
             self.core.vault_put(blob_hash, data)
         except VaultError as e:
             # The transaction naming it may not have reached us yet: keep it until a block or the tx comes.
-            if (e.code == "not_referenced" and blob_hash not in self._orphans
-                    and hashlib.sha256(data).digest() == blob_hash):
-                while self._orphans and self._orphan_bytes + len(data) > MAX_ORPHAN_BYTES:
-                    old = self._orphans.pop(next(iter(self._orphans)))  # the oldest goes first
-                    self._orphan_bytes -= len(old)
-                if len(data) <= MAX_ORPHAN_BYTES:
-                    self._orphans[blob_hash] = data
-                    self._orphan_bytes += len(data)
+            if (e.code == "not_referenced" and blob_hash not in self._orphan_owner
+                    and len(data) <= MAX_ORPHAN_BYTES_PER_PEER and hashlib.sha256(data).digest() == blob_hash):
+                while self._orphan_bytes.get(peer, 0) + len(data) > MAX_ORPHAN_BYTES_PER_PEER:
+                    self._drop_orphan(next(iter(self._orphans[peer])))  # this peer's oldest goes first
+                while sum(self._orphan_bytes.values()) + len(data) > MAX_ORPHAN_BYTES:
+                    biggest = max(self._orphan_bytes, key=lambda p: self._orphan_bytes[p])
+                    self._drop_orphan(next(iter(self._orphans[biggest])))  # the biggest holder's oldest
+                self._orphans.setdefault(peer, {})[blob_hash] = data
+                self._orphan_owner[blob_hash] = peer
+                self._orphan_bytes[peer] = self._orphan_bytes.get(peer, 0) + len(data)
+
+    def _drop_orphan(self, blob_hash: bytes) -> bytes:
+        peer = self._orphan_owner.pop(blob_hash)
+        data = self._orphans[peer].pop(blob_hash)
+        self._orphan_bytes[peer] -= len(data)
+        if not self._orphans[peer]:
+            del self._orphans[peer], self._orphan_bytes[peer]
+        return data
 
     def _retry_orphans(self) -> None:
-        for h in list(self._orphans):
+        for h in list(self._orphan_owner):
             if self.core.is_referenced(h) or self.core.is_erased(h):
-                data = self._orphans.pop(h)
-                self._orphan_bytes -= len(data)
+                data = self._drop_orphan(h)
                 with contextlib.suppress(VaultError):
                     self.core.vault_put(h, data)
 
+    def _i_am_validator(self) -> bool:
+        return self.core.address is not None and self._is_validator(self.core.address)
+
+    def _want(self, blob: bytes, due: float) -> None:
+        if blob not in self._wanted:
+            while len(self._wanted) >= MAX_WANTED:
+                del self._wanted[next(iter(self._wanted))]
+            self._wanted[blob] = (due, 0)
+
     def _note_missing_blobs(self, decoded: list[Tx | None]) -> None:
-        """After a block: remember every ciphertext it references that this vault lacks (a node that was down
-        or syncing missed the push); `_request_wanted` asks the validators for them."""
-        now = time.monotonic()
+        """After a block, on a validator: remember every ciphertext it references that this vault lacks (a
+        node that was down or syncing missed the push); `_request_wanted` asks the validators for them. A node
+        that is not a validator holds only what was uploaded to it (D-30): it asks for nothing."""
+        is_validator = self._i_am_validator()
+        if is_validator and not self._was_validator:
+            self._start_scan()  # this node just became a validator (or started as one): fetch the backlog
+        self._was_validator = is_validator
+        if not is_validator:
+            return
+        due = time.monotonic() + WANT_GRACE
         for tx in decoded:
             blob = b"" if tx is None else referenced_blob(tx)
             if blob and blob not in self._wanted and not self.core.vault_has(blob):
-                while len(self._wanted) >= MAX_WANTED:
-                    del self._wanted[next(iter(self._wanted))]
-                self._wanted[blob] = (now, 0)
+                self._want(blob, due)
+
+    def _start_scan(self) -> None:
+        if self._scan is None or self._scan.done():
+            self._scan = asyncio.create_task(self._scan_missing_blobs(), name="vault-scan")
+
+    async def _scan_missing_blobs(self) -> None:
+        """Every committed reference whose ciphertext this vault lacks (blocks synced or decided while the
+        node was down, or before it was a validator) becomes wanted: pages of the `v/ref/` index, read in a
+        worker thread."""
+        after = b""
+        found = 0
+        while not self._stopping:
+            missing, last = await asyncio.to_thread(self.core.missing_blobs, after, SCAN_PAGE)
+            due = time.monotonic()
+            for blob in missing:
+                self._want(blob, due)
+            found += len(missing)
+            if last is None:
+                break
+            after = last
+        if found:
+            log.info("vault: %d committed ciphertext(s) missing here; asking the validators", found)
 
     def _request_wanted(self) -> None:
-        """Ask for missing ciphertexts that the push has not brought within WANT_GRACE: each request goes to
-        one validator, the next one in turn on the next round, up to WANT_ATTEMPTS requests per blob."""
+        """Ask for the missing ciphertexts that are due: each request goes to one validator, another one each
+        time, with a delay that doubles (WANT_GRACE .. WANT_MAX_DELAY); a blob is given up after
+        WANT_ATTEMPTS requests that were sent (a request that could not be queued does not count)."""
+        if not self._i_am_validator():
+            self._wanted.clear()
+            return
         validators = [p for p in self.peers.connected() if self._is_validator(p)]
+        if not validators:
+            return
         now = time.monotonic()
         sent = 0
-        for blob, (since, tries) in list(self._wanted.items()):
+        for blob, (due, tries) in list(self._wanted.items()):
             if sent >= WANT_PER_ROUND:
                 break
-            if now - since < WANT_GRACE:
-                break  # in order of arrival: the rest are younger
+            if due > now:
+                continue
             if tries >= WANT_ATTEMPTS or self.core.vault_has(blob) or not self.core.is_referenced(blob):
                 del self._wanted[blob]
                 continue
-            if not validators:
-                return
-            self.peers.send(validators[(tries + blob[0]) % len(validators)],
-                            m.envelope(m.VAULT_REQUEST, m.VaultRequest(blob).encode()))
-            self._wanted[blob] = (since, tries + 1)
-            sent += 1
+            if self.peers.send(validators[(tries + blob[0]) % len(validators)],
+                               m.envelope(m.VAULT_REQUEST, m.VaultRequest(blob).encode())):
+                tries += 1
+                sent += 1
+            self._wanted[blob] = (now + min(WANT_GRACE * 2 ** tries, WANT_MAX_DELAY), tries)
 
     def on_local_tx(self, raw: bytes) -> None:
         """A transaction admitted through the API (or made here): gossiped to every peer in one batch with
@@ -244,6 +312,21 @@ class ConsensusDriver:
             self._tx_out.clear()
             self._tx_out_bytes = 0
 
+    def _send_mempool(self, peer: bytes) -> None:
+        """A peer just connected (or reconnected): it gets every waiting transaction, in batches. Relay skips a
+        peer that reports a link to the sender, so what was lost on a link that went down and came back
+        between two statuses (or dropped on a full queue) is offered again this way."""
+        batch: list[bytes] = []
+        size = 0
+        for raw in self.core.mempool.waiting():
+            if len(batch) >= m.MAX_BATCH_TXS or size + len(raw) > m.MAX_BATCH_BYTES:
+                self.peers.send(peer, m.envelope(m.TX, m.TxBatch(tuple(batch)).encode()))
+                batch, size = [], 0
+            batch.append(raw)
+            size += len(raw)
+        if batch:
+            self.peers.send(peer, m.envelope(m.TX, m.TxBatch(tuple(batch)).encode()))
+
     def _relay_targets(self, source: bytes) -> list[bytes]:
         """The peers to pass on what `source` sent us: those with no direct link to `source` (by their last
         status; a peer that has not said is assumed to lack one). `source` sent it to its own peers, so in a
@@ -261,20 +344,31 @@ class ConsensusDriver:
 
     async def _gossip_status(self) -> None:
         while True:
-            linked = self.peers.connected()
-            for gone in set(self.peer_links) - set(linked):
-                del self.peer_links[gone]
-            self.service.metrics.peers.set(len(linked))
-            status = m.Status(self.core.height, tuple(linked[:m.MAX_STATUS_LINKS]))
-            self.peers.broadcast(m.envelope(m.STATUS, status.encode()))
-            due = self.core.next_expiry_ms()
-            if due is not None and due < self.now_ms() and not self.started:
-                self.queue.put_nowait(("expire", None))
-            if self.started and self._own:
-                self.queue.put_nowait(("resend", None))
-            self._request_wanted()
-            await self.peers.disconnect_non_members()  # a member suspended on chain loses its links
+            try:
+                await self._status_round()
+            except Exception:  # a store or vault error must not silently end status, resends and expiry
+                log.exception("status round failed; trying again in %.1f s", self.status_interval)
             await asyncio.sleep(self.status_interval)
+
+    async def _status_round(self) -> None:
+        linked = self.peers.connected()
+        for gone in set(self.peer_links) - set(linked):
+            del self.peer_links[gone]
+        self.service.metrics.peers.set(len(linked))
+        status = m.Status(self.core.height, tuple(linked[:m.MAX_STATUS_LINKS]))
+        self.peers.broadcast(m.envelope(m.STATUS, status.encode()))
+        due = self.core.next_expiry_ms()
+        if due is not None and due < self.now_ms() and not self.started:
+            self.queue.put_nowait(("expire", None))
+        if self.started and self._own:
+            self.queue.put_nowait(("resend", None))
+        self._request_wanted()
+        if self._wal_dirty:
+            # Peers' records are appended without fsync; a node that signs nothing (an observer) would
+            # otherwise leave them to the page cache until a segment rotates.
+            self._wal_dirty = False
+            await asyncio.to_thread(self.wal.sync)
+        await self.peers.disconnect_non_members()  # a member suspended on chain loses its links
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -289,6 +383,8 @@ class ConsensusDriver:
                         await self._handle(self.machine.step(item, self.now_ms()))
                 elif kind == "actions":
                     await self._handle(item)
+                elif kind == "peer_up":
+                    self._send_mempool(item)
                 elif kind == "resend":
                     # Votes and proposals get lost (a peer restarting, a full queue): while a height is
                     # undecided, send ours again now and then, as CometBFT's gossip does.
@@ -360,6 +456,7 @@ class ConsensusDriver:
                 counted.labels(result="new").inc()
                 self._seen.add(digest)
                 self.wal.append(data)
+                self._wal_dirty = True
                 # Relay: every validator hears every validator, even through a peer that lost a link; and an
                 # honest node sees both votes of an equivocating one (evidence).
                 self.peers.broadcast(data, exclude=peer)
@@ -416,7 +513,7 @@ class ConsensusDriver:
                 return []
             if env.kind == m.VAULT_BLOB:
                 vb = m.VaultBlob.decode(env.payload)
-                self._store_blob(vb.hash, vb.data)
+                self._store_blob(vb.hash, vb.data, peer)
                 return []
             if env.kind == m.VAULT_REQUEST:
                 h = m.VaultRequest.decode(env.payload).hash

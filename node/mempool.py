@@ -312,6 +312,10 @@ class Mempool:
         entry = self._by_hash.get(tx_hash)
         return None if entry is None else entry.raw
 
+    def waiting(self) -> list[bytes]:
+        """The raw bytes of every waiting transaction, in arrival order."""
+        return [e.raw for e in self._by_hash.values()]
+
     @property
     def pending_hashes(self) -> list[bytes]:
         """Hashes of the waiting transactions, in arrival order."""

@@ -6,7 +6,6 @@ ever touched by one task at a time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +28,14 @@ class TxOutcome:
     result: TxResult
 
 
+#: Long polls (`GET /v1/blocks/{h}?wait=`) pending at once; more are refused (503 busy).
+MAX_HEIGHT_WAITERS = 256
+
+
+class Busy(Exception):
+    """The node is already serving as many waiting requests as it allows."""
+
+
 class NodeService:
     def __init__(self, core: NodeCore, *, clock: Callable[[], float] = time.time,
                  metrics: Metrics | None = None) -> None:
@@ -37,7 +44,8 @@ class NodeService:
         self.metrics = metrics or Metrics()
         self._wake = asyncio.Event()
         self._waiters: dict[bytes, list[asyncio.Future[TxOutcome]]] = {}
-        self._new_block = asyncio.Event()  # set, and replaced, at every committed block
+        self._height_waiters: dict[int, list[asyncio.Future[None]]] = {}  # long polls, by the height awaited
+        self._n_height_waiters = 0
         self._subscribers: dict[bytes, set[asyncio.Queue[Event]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -98,15 +106,27 @@ class NodeService:
                     del self._waiters[tx_hash]
 
     async def wait_height(self, height: int, timeout: float) -> bool:
-        """Wait until the block at `height` is committed here, at most `timeout` seconds; whether it is."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.core.height < height:
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._new_block.wait(), left)
-        return True
+        """Wait until the block at `height` is committed here, at most `timeout` seconds; whether it is.
+        Raises Busy when MAX_HEIGHT_WAITERS waits are already pending."""
+        if self.core.height >= height:
+            return True
+        if self._n_height_waiters >= MAX_HEIGHT_WAITERS:
+            raise Busy(f"{MAX_HEIGHT_WAITERS} requests are already waiting for blocks")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = self._height_waiters.setdefault(height, [])
+        waiting.append(fut)
+        self._n_height_waiters += 1
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._n_height_waiters -= 1
+            if fut in waiting:
+                waiting.remove(fut)
+                if not waiting and self._height_waiters.get(height) is waiting:
+                    del self._height_waiters[height]
+        return self.core.height >= height
 
     def _committed(self, tx_hash: bytes) -> TxOutcome | None:
         found = self.core.tx_result(tx_hash)
@@ -185,8 +205,11 @@ class NodeService:
         self.metrics.height.set(cb.block.header.height)
         self.metrics.blocks.inc()
         self.metrics.txs_committed.inc(len(cb.block.txs))
-        self._new_block.set()
-        self._new_block = asyncio.Event()
+        height = cb.block.header.height
+        for h in [h for h in self._height_waiters if h <= height]:
+            for hw in self._height_waiters.pop(h):
+                if not hw.done():
+                    hw.set_result(None)
         for i, tx_hash in enumerate(ex.tx_hashes):
             futs = self._waiters.pop(tx_hash, None)
             if futs:

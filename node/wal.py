@@ -668,7 +668,7 @@ class NullWAL:
     def sync(self) -> None:
         pass
 
-    def write_end_height(self, height: int) -> None:
+    def write_end_height(self, height: int, *, sync: bool = True) -> None:
         pass
 
     def rotate(self) -> None:

@@ -167,3 +167,19 @@ def test_a_validator_that_missed_an_upload_fetches_it_from_another_validator(mes
     net.wait(lambda: blob_path(net[3].home, payload).exists(), 40, "node3 to fetch the ciphertext it missed")
     opened = WalletSession(net.client(3), net.ids["citizen"]).open_asset(asset)
     assert opened.record["months_paid"] == "94"
+
+
+def test_a_peer_that_connects_gets_the_waiting_transactions(mesh: Net) -> None:
+    """Relay skips a peer that reports a link to the sender, so a transaction sent while a peer was away is
+    never relayed to it: on connecting, a peer is offered every waiting transaction instead."""
+    net = mesh
+    net.wait_converged()
+    net.stop([3])
+    waiting, release = gapped_batch(net, 30)
+    submit_raw(net, 0, waiting)
+    net.wait(lambda: all(mempool_size(net, i) >= 30 for i in range(3)), 30, "the batch in the running mempools")
+    net.start([3])
+    net.wait(lambda: mempool_size(net, 3) >= 30, 30, "node3 offered the waiting transactions on connecting")
+    submit_raw(net, 0, [release])
+    net.wait(lambda: all(mempool_size(net, i) == 0 for i in range(4)), 40, "all 31 committed everywhere")
+    net.wait_converged()

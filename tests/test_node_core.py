@@ -511,3 +511,53 @@ def test_blockstore_rejects_a_foreign_commit(w: World, tmp_path: Path) -> None:
     assert core.blockstore.height() == 2 and BlockStore(MemoryKV()).height() == 0
     assert core.blockstore.tx_location(sha(issue)) == (2, 0)
     assert core.blockstore.results(2) == b2.execution.results
+
+
+def test_missing_blobs_lists_committed_references_the_vault_lacks_page_by_page(w: World, tmp_path: Path) -> None:
+    core = w.core(tmp=tmp_path)
+    w.register(core)
+    payloads = [f"payload {i}".encode() for i in range(5)]
+    issues = [w.issue(w.holders[i % 3], p)[0] for i, p in enumerate(payloads)]
+    w.block(core, *issues)
+    core.vault_put(sha(payloads[1]), payloads[1])  # this one arrived
+    expected = sorted(sha(p) for i, p in enumerate(payloads) if i != 1)
+    seen: list[bytes] = []
+    after, pages = b"", 0
+    while True:
+        missing, last = core.missing_blobs(after, count=2)
+        seen += missing
+        pages += 1
+        if last is None:
+            break
+        after = last
+    assert sorted(seen) == expected and pages == 3
+    assert core.vault_has(sha(payloads[1])) and not core.vault_has(expected[0])
+    assert core.missing_blobs(count=100) == (expected, None)
+
+
+def test_long_polls_wake_at_their_height_and_are_capped(w: World, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import node.service as service_mod
+    from node.service import Busy, NodeService
+
+    monkeypatch.setattr(service_mod, "MAX_HEIGHT_WAITERS", 2)
+
+    async def body() -> None:
+        core = w.core(tmp=tmp_path)
+        svc = NodeService(core)
+        assert await svc.wait_height(0, 5.0)  # already there: no wait
+        first = asyncio.create_task(svc.wait_height(1, 5.0))
+        second = asyncio.create_task(svc.wait_height(2, 0.2))
+        await asyncio.sleep(0.01)
+        with pytest.raises(Busy):
+            await svc.wait_height(1, 5.0)
+        assert await second is False  # timed out: height 2 never came
+        h = w.holders[0]
+        core.submit(w.tx(w.reg, RegisterHolder("person", b"\x01" * 32, h.pk, h.enc_pk)))
+        assert await svc._produce_one()
+        assert await asyncio.wait_for(first, 5.0) is True
+        assert svc._n_height_waiters == 0 and not svc._height_waiters
+
+    asyncio.run(body())

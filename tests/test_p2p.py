@@ -306,7 +306,7 @@ def _x25519(secret: bytes, pub: bytes) -> bytes:
 
 def _h0(chain: str) -> bytes:
     c = chain.encode()
-    return _h(bytes([13]) + b"mydata/p2p/v1" + bytes([len(c)]) + c)
+    return _h(bytes([13]) + b"mydata/p2p/v2" + bytes([len(c)]) + c)
 
 
 def test_wire_format_matches_the_documented_spec() -> None:
@@ -315,14 +315,14 @@ def test_wire_format_matches_the_documented_spec() -> None:
     e_i = _x25519_pub(x_i)
     r = Handshake(Role.RESPONDER, B, CHAIN, is_member, ephemeral_secret=rng.randbytes(32))
 
-    body1 = b"mydata/p2p/v1" + e_i
+    body1 = b"mydata/p2p/v2" + e_i
     m2 = r.receive_data(len(body1).to_bytes(4, "big") + body1)
     assert m2[:4] == (144).to_bytes(4, "big")
     e_r, c2 = m2[4:36], m2[36:]
     h1 = _h(_h0(CHAIN) + body1)
     h2 = _h(h1 + e_r)
     dh = _x25519(x_i, e_r)
-    hk_i2r, hk_r2i = _kdf(dh, h2, b"mydata/p2p/v1 handshake")
+    hk_i2r, hk_r2i = _kdf(dh, h2, b"mydata/p2p/v2 handshake")
     ident = ChaCha20Poly1305(hk_r2i).decrypt(bytes(4) + (0).to_bytes(8, "little"), c2, h2)
     pk_r, sig_r = ident[:32], ident[32:]
     assert pk_r == B.public_key
@@ -337,7 +337,7 @@ def test_wire_format_matches_the_documented_spec() -> None:
     h4 = _h(h3 + c3)
     assert m4[:4] == (16).to_bytes(4, "big")
     assert ChaCha20Poly1305(hk_r2i).decrypt(bytes(4) + (1).to_bytes(8, "little"), m4[4:], h4) == b""
-    k_i2r, k_r2i = _kdf(dh, h4, b"mydata/p2p/v1 transport")
+    k_i2r, k_r2i = _kdf(dh, h4, b"mydata/p2p/v2 transport")
     assert r.result is not None
     assert (r.result.recv_key, r.result.send_key, r.result.session_id) == (k_i2r, k_r2i, h4)
     assert r.result.peer_pubkey == A.public_key
@@ -357,8 +357,8 @@ def test_golden_transcript() -> None:
     assert i.result.session_id.hex() == GOLDEN_SESSION_ID
 
 
-GOLDEN_TRANSCRIPT_SHA256 = "b05f43b6b8f3856b2c3800ea4d6779e738c027ba60c2e5725c599f17304fe29e"
-GOLDEN_SESSION_ID = "ce409775a32c84c61be39855b5c6925fc218d1c0533f2e8ab6c29598d78bfe21"
+GOLDEN_TRANSCRIPT_SHA256 = "b6882fe6f50b49dd15cdd14c28a055505c2f834ba24b2844c04cae9ffa8866c9"
+GOLDEN_SESSION_ID = "05205a37f10d0039642a33b427021b42ebbf4321c440dc74ab26e087f2d9631d"
 
 
 def test_non_member_initiator_is_refused_by_the_responder() -> None:
@@ -438,12 +438,12 @@ def test_mitm_swapping_ephemeral_keys_fails() -> None:
     m2 = r.receive_data(len(body1_r).to_bytes(4, "big") + body1_r)
     e_r, c2 = m2[4:36], m2[36:]
     h2_r = _h(_h(_h0(CHAIN) + body1_r) + e_r)
-    _, hk_r2i_r = _kdf(_x25519(x_m1, e_r), h2_r, b"mydata/p2p/v1 handshake")
+    _, hk_r2i_r = _kdf(_x25519(x_m1, e_r), h2_r, b"mydata/p2p/v2 handshake")
     identity = ChaCha20Poly1305(hk_r2i_r).decrypt(bytes(12), c2, h2_r)
     assert identity[:32] == B.public_key  # (an active prober learns the responder's key: as in Noise XX)
     e_m2 = _x25519_pub(x_m2)
     h2_i = _h(_h(_h0(CHAIN) + m1[4:]) + e_m2)
-    _, hk_r2i_i = _kdf(_x25519(x_m2, e_i), h2_i, b"mydata/p2p/v1 handshake")
+    _, hk_r2i_i = _kdf(_x25519(x_m2, e_i), h2_i, b"mydata/p2p/v2 handshake")
     forged = e_m2 + ChaCha20Poly1305(hk_r2i_i).encrypt(bytes(12), identity, h2_i)
     with pytest.raises(AuthenticationError, match="signature does not verify"):
         i.receive_data(m2[:4] + forged)
@@ -761,6 +761,22 @@ def test_read_timeout_closes_a_silent_connection_but_keepalives_hold_it() -> Non
             with pytest.raises(ReadTimeout):
                 await b.recv()
             assert b.closed
+
+    run(body)
+
+
+def test_sending_to_a_peer_that_went_away_fails_with_connection_closed() -> None:
+    """Sends do not wait for the transport to drain below its high-water mark, yet a dead peer still shows:
+    once the transport has seen the peer go, `send` raises ConnectionClosed (not a RuntimeError of the event
+    loop, not silence)."""
+    async def body() -> None:
+        async with secure_pair(ConnConfig(), ConnConfig()) as (a, b):
+            await b.close()
+            with pytest.raises(ConnectionClosed):
+                for _ in range(200):  # bounded: the reset arrives within a few round trips on loopback
+                    await a.send(b"x" * 1000)
+                    await asyncio.sleep(0.01)
+            assert a.closed
 
     run(body)
 

@@ -258,6 +258,8 @@ class SecureConnection:
             except ConnectionClosed as e:
                 raise self._fail(e) from None
             try:
+                if self._writer.transport.is_closing():  # the peer went away: say so, as drain() would
+                    raise ConnectionResetError("the transport is closed")
                 self._writer.write(data)
                 if self._writer.transport.get_write_buffer_size() > _DRAIN_ABOVE:
                     # The kernel took less than we wrote: wait (bounded) until the peer reads. Below the mark
@@ -266,7 +268,7 @@ class SecureConnection:
                         await self._writer.drain()
             except TimeoutError:
                 raise self._fail(WriteTimeout(f"the peer took no data for {self._config.write_timeout} s")) from None
-            except (ConnectionError, OSError) as e:
+            except (ConnectionError, OSError, RuntimeError) as e:  # uvloop raises RuntimeError on a closed one
                 raise self._fail(ConnectionClosed(f"connection lost while sending: {e or type(e).__name__}")) from None
 
     # ---- receiving -------------------------------------------------------------------------------

@@ -40,16 +40,16 @@ checked before the body is read:
     HKDF = HKDF-SHA256 (RFC 5869)
 
     P2P-1 transcript.
-        h0 = H(u8 13 || "mydata/p2p/v1" || u8 len(chain_id) || chain_id UTF-8)
+        h0 = H(u8 13 || "mydata/p2p/v2" || u8 len(chain_id) || chain_id UTF-8)
         h1 = H(h0 || body1)        h2 = H(h1 || e_R)        h3 = H(h2 || c2)        h4 = H(h3 || c3)
         (every input after h0 has a fixed length, so the concatenations are unambiguous.)
         dh = X25519(x_I, e_R) = X25519(x_R, e_I); refused if all zero (a low-order or zero key), and an
         e_R equal to e_I (a reflection) is refused
-        hk_i2r || hk_r2i = HKDF(ikm=dh, salt=h2, info="mydata/p2p/v1 handshake", 64 bytes)
-        k_i2r  || k_r2i  = HKDF(ikm=dh, salt=h4, info="mydata/p2p/v1 transport", 64 bytes)
+        hk_i2r || hk_r2i = HKDF(ikm=dh, salt=h2, info="mydata/p2p/v2 handshake", 64 bytes)
+        k_i2r  || k_r2i  = HKDF(ikm=dh, salt=h4, info="mydata/p2p/v2 transport", 64 bytes)
 
     P2P-2 messages.
-        M1  I -> R  u32 45  || "mydata/p2p/v1" (13) || e_I (32)
+        M1  I -> R  u32 45  || "mydata/p2p/v2" (13) || e_I (32)
         M2  R -> I  u32 144 || e_R (32) || c2 (112),
                     c2 = AEAD(hk_r2i, 0, h2, pk_R || sign_R(enc(["responder", h2])))
         M3  I -> R  u32 112 || c3 (112),
@@ -171,7 +171,7 @@ class UsageError(P2PError, ValueError):
 
 # ------------------------------------------------------------------------------------------------ constants
 
-PROTOCOL = b"mydata/p2p/v1"
+PROTOCOL = b"mydata/p2p/v2"
 HEADER = struct.Struct(">I")
 HEADER_SIZE = 4
 TAG_SIZE = 16
@@ -429,7 +429,7 @@ class Handshake:
 
     def _on_m1(self, body: bytes) -> bytes:  # responder
         if body[:len(PROTOCOL)] != PROTOCOL:
-            raise HandshakeError("not a mydata/p2p/v1 peer (unknown protocol prologue)")
+            raise HandshakeError("not a mydata/p2p/v2 peer (unknown protocol prologue)")
         self._h = sha256(self._h + body)  # h1
         self._exchange(body[len(PROTOCOL):])
         c2 = self._identity("responder", self._hk_r2i, self._h)

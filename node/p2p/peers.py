@@ -265,6 +265,15 @@ class PeerManager:
         if self._state == "running":
             self._start_dialer(addr)
 
+    def subscribe(self, *, on_peer_up: Callable[[bytes], None] | None = None,
+                  on_peer_down: Callable[[bytes], None] | None = None) -> None:
+        """Set the callbacks run with a peer's node id when it is admitted / when it goes (replacing those
+        given to the constructor; None leaves one as it is)."""
+        if on_peer_up is not None:
+            self._on_up = on_peer_up
+        if on_peer_down is not None:
+            self._on_down = on_peer_down
+
     # ---- messages --------------------------------------------------------------------------------
 
     def send(self, peer_id: bytes, msg: bytes) -> bool:
