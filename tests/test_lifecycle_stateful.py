@@ -845,9 +845,8 @@ class LedgerLifecycle(RuleBasedStateMachine):
             ev = self._double_sign(val, height)
             self._report(data, ev, REFUSED_SENDER | {Code.OK},
                          ("evidence against a validator removed since", Code.OK))
-            if data.draw(st.booleans(), label="report it again?"):
-                self._report(data, ev, REFUSED_SENDER | {Code.OK, Code.DUPLICATE_EVIDENCE},
-                             ("evidence against a validator removed since, again", Code.DUPLICATE_EVIDENCE))
+            self._report(data, ev, REFUSED_SENDER | {Code.OK, Code.DUPLICATE_EVIDENCE},
+                         ("evidence against a validator removed since, again", Code.DUPLICATE_EVIDENCE))
         elif variant == "before it joined":
             val, height = data.draw(sample(joined), label="validator that joined later")
             self._report(data, self._double_sign(val, height), REFUSED_SENDER | {Code.INVALID_EVIDENCE},
