@@ -220,8 +220,13 @@ def create_app(service: NodeService, *, max_vault_blob: int = DEFAULT_MAX_BLOB_B
         return dict(core.status())
 
     @app.get("/v1/validators", tags=["chain"])
-    async def validators() -> dict[str, Any]:
-        return core.state().validators().to_json()
+    async def validators(height: int | None = None) -> dict[str, Any]:
+        if height is None:
+            return core.state().validators().to_json()
+        vs = core.validators_at(height)
+        if vs is None:
+            raise ApiError(404, "unknown_block", f"no validator set for height {height} (1 .. the next block)")
+        return vs.to_json()
 
     @app.get("/v1/schemas", tags=["chain"])
     async def schemas() -> dict[str, Any]:

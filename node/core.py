@@ -547,6 +547,14 @@ class NodeCore:
         with self._lock:
             return self.ledger.state().validators()
 
+    def validators_at(self, height: int) -> ValidatorSet | None:
+        """The validator set that signed (or signs) block `height`, from the state's history (None below 1 or
+        beyond the next block)."""
+        with self._lock:
+            if not 1 <= height <= self.ledger.last.height + 1:
+                return None
+            return self.ledger.state().validators_at(height)
+
     def status(self) -> dict[str, Any]:
         """The node's view of the chain, JSON-ready (bytes as lowercase hex)."""
         with self._lock:

@@ -42,6 +42,7 @@ from consensus.tendermint import (
     VoteReceived,
 )
 from consensus.types import Block, CommitCertificate, Tx, Vote
+from contracts.evidence import MAX_EVIDENCE_AGE
 from contracts.execute import BlockRejected
 from contracts.records import Kind
 from contracts.txs import SubmitEvidence
@@ -606,13 +607,26 @@ class ConsensusDriver:
         if self.core.state().get_raw(Kind.EVIDENCE + ev.hash) is not None:
             return  # already on chain (reported by another node)
         self._reported.add(ev.hash)
+        st = self.core.state()
+        # The contract's own checks (EVD-2), so that the node spends no nonce on evidence it would refuse.
+        valset = st.validators_at(ev.height) if ev.height >= 1 else None
+        if valset is None or self.core.height + 1 - ev.height > MAX_EVIDENCE_AGE:
+            log.warning("double signing by %s at height %d seen, too old to be reported", ev.validator.hex()[:12],
+                        ev.height)
+            return
+        try:
+            ev.validate(self.core.chain_id, valset)
+        except LedgerError as e:
+            log.warning("not reporting evidence that does not hold against the set of its height: %s", e)
+            return
         me = account_id(self.signer.public_key)
-        acct = self.core.state().account(me)
+        acct = st.account(me)
         if acct is None:
             log.warning("double signing by %s seen, but this node's key is no account to report it",
                         ev.validator.hex()[:12])
             return
-        raw = Tx.create(self.signer, self.core.chain_id, me, acct.nonce, "evidence.submit",
+        nonce = self.core.mempool.next_nonce(me, acct.nonce)  # after this node's own waiting transactions
+        raw = Tx.create(self.signer, self.core.chain_id, me, nonce, "evidence.submit",
                         SubmitEvidence(ev).encode()).encode()
         r = self.core.submit(raw)
         log.warning("double signing by validator %s at height %d: evidence submitted (%s)",

@@ -312,6 +312,15 @@ class Mempool:
         entry = self._by_hash.get(tx_hash)
         return None if entry is None else entry.raw
 
+    def next_nonce(self, sender: bytes, committed_next: int) -> int:
+        """The nonce `sender`'s next transaction should carry: past the run of its waiting transactions that
+        starts at `committed_next` (the account's next nonce in the committed state)."""
+        chain = self._by_sender.get(sender, {})
+        nonce = committed_next
+        while nonce in chain:
+            nonce += 1
+        return nonce
+
     def waiting(self) -> list[bytes]:
         """The raw bytes of every waiting transaction, in arrival order."""
         return [e.raw for e in self._by_hash.values()]

@@ -210,6 +210,17 @@ def test_blocks_chain_up(world: World) -> None:
         prev = b["hash"]
 
 
+def test_validator_set_of_any_height(world: World) -> None:
+    height = world.http.get("/v1/status").json()["height"]
+    current = world.http.get("/v1/validators").json()
+    for h in (1, height, height + 1):
+        assert world.http.get("/v1/validators", params={"height": h}).json() == current  # no change on this chain
+    for bad in (0, height + 2):
+        r = world.http.get("/v1/validators", params={"height": bad})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_block"
+    assert world.http.get("/v1/validators", params={"height": "x"}).status_code == 400
+
+
 def test_block_long_poll_answers_when_the_block_commits(world: World) -> None:
     """`GET /v1/blocks/{h}?wait=S`: a block not there yet is answered as it commits; nothing comes in S
     seconds: 404; a wait outside 0..30 is 400 and waits for nothing."""

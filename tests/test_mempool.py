@@ -97,6 +97,20 @@ def test_nonce_gap_waits_until_filled() -> None:
     assert senders_nonces(mp.reap(100, 10**9)) == [(b.id, 0), (a.id, 5), (a.id, 6), (a.id, 7)]
 
 
+def test_next_nonce_skips_the_senders_waiting_run_and_waiting_lists_everything() -> None:
+    fake = FakeLedger()
+    mp = pool(fake)
+    a, b = ident("a"), ident("b")
+    fake.nonces[a.id] = 5
+    assert mp.next_nonce(a.id, 5) == 5
+    raws = [tx(a, 5), tx(a, 6), tx(a, 8), tx(b, 0)]
+    for raw in raws:
+        add_ok(mp, raw)
+    assert mp.next_nonce(a.id, 5) == 7  # 5 and 6 wait; 8 is behind a gap
+    assert mp.next_nonce(b.id, 0) == 1 and mp.next_nonce(ident("c").id, 3) == 3
+    assert mp.waiting() == raws  # arrival order
+
+
 def test_only_gaps_reaps_nothing() -> None:
     fake = FakeLedger()
     mp = pool(fake)
