@@ -44,6 +44,7 @@ class Code(StrEnum):
     SCHEMA_FIELDS_REMOVED = "schema_fields_removed"
     UNKNOWN_ISSUER = "unknown_issuer"
     UNKNOWN_VALIDATOR = "unknown_validator"
+    VALIDATOR_NOT_MEMBER = "validator_not_member"
     INVALID_VALIDATOR_SET = "invalid_validator_set"
 
     # holders and keys

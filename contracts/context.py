@@ -20,6 +20,7 @@ from contracts.records import (
     ADMIN_IDS,
     STATE,
     Account,
+    AccountKind,
     Index,
     Kind,
     Role,
@@ -117,6 +118,16 @@ class State:
 
     def release_key(self, pubkey: bytes) -> None:
         self.delete_raw(Kind.KEY + pubkey)
+
+    def active_member_by_key(self, pubkey: bytes) -> Account | None:
+        """The active member whose current signing key is `pubkey`, if any: the peer network admits a node
+        only under such a key (the membership rule, protocol.md section 13), so only such a key may be given
+        voting power (GOV-7)."""
+        owner = self.key_owner(pubkey)
+        a = None if owner is None else self.account(owner)
+        if a is None or a.kind != AccountKind.MEMBER or a.status != Status.ACTIVE or a.sign_pk != pubkey:
+            return None
+        return a
 
     def params(self) -> ConsensusParams:
         p = self.get(ConsensusParams, Kind.PARAMS)

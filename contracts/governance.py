@@ -13,7 +13,9 @@ Rules (docs/contracts.md, GOV-1..GOV-8):
 - GOV-6  `schema.register`: creates, or updates a schema keeping all its fields (fields are never
          removed, since issued assets use them); every issuer is an existing member with the issuer role.
 - GOV-7  `validator.set`: takes effect at height h + validator_update_delay (h = this block); power 0
-         removes; the set that results must stay non-empty and valid.
+         removes (any key of the set, a suspended member's too); a power above 0 needs the key to be the
+         current signing key of an active member (HLD-4's key index), the only keys the peer network admits;
+         the set that results must stay non-empty and valid.
 - GOV-8  `admin.threshold`: between 1 and the number of active admins.
 """
 
@@ -175,6 +177,9 @@ def set_validator(ctx: TxContext, a: SetValidator) -> None:
         future = apply_validator_updates(future, PendingValidators.decode(raw_p).updates)
     known = {v.pubkey for v in future.validators}
     require(a.power > 0 or a.pubkey in known, Code.UNKNOWN_VALIDATOR)
+    # Power for a key no peer would admit could never vote: enough of it would halt the chain.
+    require(a.power == 0 or st.active_member_by_key(a.pubkey) is not None, Code.VALIDATOR_NOT_MEMBER,
+            "a validator's key must be the current signing key of an active member")
     apply_validator_updates(future, (ValidatorUpdate(a.pubkey, a.power, a.name),))
     st.put_raw(key, PendingValidators(tuple(sorted(updates, key=lambda u: u.pubkey))).encode())
     ctx.emit("validator_change_scheduled", a.pubkey)

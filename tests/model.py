@@ -488,6 +488,9 @@ class Model:
                     else:
                         future[pk] = (power, name)
             need(a.power > 0 or a.pubkey in future, Code.UNKNOWN_VALIDATOR)
+            # Voting power only for a key the peer network admits: an active member's current signing key.
+            need(a.power == 0 or any(m.kind == "member" and m.status == "active" and m.sign_pk == a.pubkey
+                                     for m in self.accounts.values()), Code.VALIDATOR_NOT_MEMBER)
             if a.power == 0:
                 future.pop(a.pubkey, None)
             else:

@@ -75,7 +75,7 @@ def _ident(name: str) -> Identity:
     return Identity.derive(name, b"contracts")
 
 
-VALS = [_ident(f"val{i}") for i in range(5)]  # val4 joins through validator.set
+VALS = [_ident(f"val{i}") for i in range(5)]  # all five are members (GOV-7); val4 joins through validator.set
 ADMIN_A, ADMIN_B, ADMIN_C = _ident("admin-a"), _ident("admin-b"), _ident("admin-c")
 REGISTRAR = _ident("registrar")
 ISS_H, ISS_T = _ident("issuer-health"), _ident("issuer-tax")
@@ -96,7 +96,7 @@ def genesis(threshold: int = 2, delay: int = 2) -> Genesis:
         CHAIN, VALS[:4],
         [(ADMIN_A, ("admin",)), (ADMIN_B, ("admin",)), (ADMIN_C, ("admin",)), (REGISTRAR, ("registrar",)),
          (ISS_H, ("issuer",)), (ISS_T, ("issuer",)), (BANK, ("consumer",)), (NOTARY, ("consumer",)),
-         (AUDITOR, ("auditor",))],
+         (AUDITOR, ("auditor",)), *((v, ("validator",)) for v in VALS)],
         [(HEALTH, HEALTH_FIELDS, [ISS_H]), (TAX, TAX_FIELDS, [ISS_T])],
         admin_threshold=threshold,
         params=replace(ConsensusParams.default(), validator_update_delay=delay),
@@ -414,6 +414,9 @@ def test_GOV_7_no_validator_change_can_make_execution_raise() -> None:
 def test_GOV_7_many_changes_for_one_height_fail_the_transaction_instead_of_the_block() -> None:
     net = Net(threshold=1)
     newcomers = [_ident(f"validator-new{i}") for i in range(127)]
+    ex = net.block(*(net.tx(ADMIN_A, propose(RegisterMember(v.name, ("validator",), v.pk, v.enc_pk)))
+                     for v in newcomers))  # members first (GOV-7)
+    assert set(ex.codes()) == {Code.OK}
     # Remove three of the four, re-weight the fourth, add 127: the set stays valid (128 validators), but
     # the changes scheduled for that height number 131.
     bodies = [SetValidator(v.pk, 0, v.name) for v in VALS[1:4]] + [SetValidator(VALS[0].pk, 20, VALS[0].name)]
@@ -421,6 +424,62 @@ def test_GOV_7_many_changes_for_one_height_fail_the_transaction_instead_of_the_b
     ex = net.block(*(net.tx(ADMIN_A, propose(b)) for b in bodies))
     assert ex.codes()[:128] == [Code.OK] * 128
     assert Code.OK not in ex.codes()[128:]
+
+
+def test_GOV_7_voting_power_only_for_an_active_members_current_signing_key(net: Net) -> None:
+    """A key the peer network would not admit (node/server.py `is_member`) gets no power: no account's key,
+    a holder's key, an enterprise's delegate key, a suspended member's key, a member's key rotated away."""
+    net.govern(SetThreshold(1), ADMIN_B)
+    for key in [STRANGER, ALICE, DEL1]:  # nobody's, a person's, Acme's delegate
+        net.refused(ADMIN_A, propose(SetValidator(key.pk, 10, key.name)), Code.VALIDATOR_NOT_MEMBER)
+    # A member's current key: accepted, and the member's roles do not matter (as for peers).
+    assert net.run(ADMIN_A, propose(SetValidator(BANK.pk, 10, BANK.name))).code == Code.OK
+    # A member registered earlier in the same block counts; one registered later does not, yet.
+    op1, op2 = _ident("operator1"), _ident("operator2")
+    ex = net.block(net.tx(ADMIN_A, propose(RegisterMember(op1.name, ("validator",), op1.pk, op1.enc_pk))),
+                   net.tx(ADMIN_A, propose(SetValidator(op1.pk, 10, op1.name))),
+                   net.tx(ADMIN_A, propose(SetValidator(op2.pk, 10, op2.name))),
+                   net.tx(ADMIN_A, propose(RegisterMember(op2.name, ("validator",), op2.pk, op2.enc_pk))))
+    assert ex.codes() == [Code.OK, Code.OK, Code.VALIDATOR_NOT_MEMBER, Code.OK]
+    # A suspended member: no new power (val4 is a member but no validator) and no re-weighting (val3 is both).
+    for v in (VALS[4], VALS[3]):
+        assert net.run(ADMIN_A, propose(UpdateMember(v.id, ("validator",), "suspended"))).code == Code.OK
+        net.refused(ADMIN_A, propose(SetValidator(v.pk, 20, v.name)), Code.VALIDATOR_NOT_MEMBER)
+    assert net.run(ADMIN_A, propose(UpdateMember(VALS[4].id, ("validator",), "active"))).code == Code.OK
+    assert net.run(ADMIN_A, propose(SetValidator(VALS[4].pk, 20, VALS[4].name))).code == Code.OK
+    # A member that rotated its key: the old key signs for nobody (HLD-4), the new one is the member's.
+    assert net.run(NOTARY, RotateKeys(NEWKEY.pk, NEWKEY.enc_pk)).code == Code.OK
+    net.refused(ADMIN_A, propose(SetValidator(NOTARY.pk, 10, NOTARY.name)), Code.VALIDATOR_NOT_MEMBER)
+    assert net.run(ADMIN_A, propose(SetValidator(NEWKEY.pk, 10, NEWKEY.name))).code == Code.OK
+    # The rule is checked when the action runs (GOV-3): with several approvals needed, the approval that
+    # reaches the threshold fails while the key is no member's, and the proposal stays open until it is.
+    assert net.govern(SetThreshold(2)).code == Code.OK
+    pid = net.run(ADMIN_A, propose(SetValidator(ORG.pk, 10, ORG.name))).object_id
+    net.refused(ADMIN_B, Approve(pid), Code.VALIDATOR_NOT_MEMBER)
+    assert net.get(AdminProposal, Kind.PROPOSAL, pid).approvals == (ADMIN_A.id,)
+    assert net.govern(RegisterMember(ORG.name, ("validator",), ORG.pk, ORG.enc_pk), ADMIN_C).code == Code.OK
+    assert net.run(ADMIN_B, Approve(pid)).code == Code.OK
+    while any(True for _ in net.ledger.state().scan(Kind.VALPEND)):
+        net.block()
+    assert {v.pubkey for v in net.ledger.state().validators().validators} == {
+        *(v.pk for v in VALS), BANK.pk, op1.pk, NEWKEY.pk, ORG.pk}
+
+
+def test_GOV_7_a_suspended_or_rotated_members_validator_keeps_its_power_until_removed() -> None:
+    """Suspending a validator's member, or rotating its key, is allowed and leaves the validator set alone
+    (D-38): the admins remove its power with power 0, which needs no membership."""
+    net = Net(threshold=1, delay=1)
+    assert net.run(ADMIN_A, propose(UpdateMember(VALS[3].id, ("validator",), "suspended"))).code == Code.OK
+    assert net.run(VALS[2], RotateKeys(ORG.pk, ORG.enc_pk)).code == Code.OK
+    net.block()
+    assert net.ledger.state().validators() == _valset(*((v, 10) for v in VALS[:4]))
+    assert net.ledger.state().active_member_by_key(VALS[3].pk) is None
+    assert net.ledger.state().active_member_by_key(VALS[2].pk) is None
+    assert net.ledger.state().active_member_by_key(ORG.pk) == net.account(VALS[2])
+    for v in (VALS[3], VALS[2]):
+        assert net.run(ADMIN_A, propose(SetValidator(v.pk, 0, v.name))).code == Code.OK
+    net.block()
+    assert net.ledger.state().validators() == _valset((VALS[0], 10), (VALS[1], 10))
 
 
 def test_GOV_2_a_threshold_above_64_admins_still_works() -> None:

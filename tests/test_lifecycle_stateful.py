@@ -19,6 +19,12 @@ the setup; then the admins remove, add back and re-weight validators): evidence 
 since, against a key of today's set from before it joined, exactly at and just past the age bound (EVD-2,
 patched from 100,000 heights down to EVIDENCE_AGE for the run).
 
+Validator keys are member keys (GOV-7): the genesis validators are genesis members, val4 is registered by
+governance before it joins, val5 only if governance happens to register it. The admins also try to give
+power to keys the peer network would not admit: nobody's key, a holder's or a delegate's, a member's key
+rotated away, a suspended member's key (refused with `validator_not_member`); and they remove the validator
+of a suspended member (allowed).
+
 Runs derandomized (a fixed seed): a failure prints the rules and draws that produced it.
 """
 
@@ -97,7 +103,9 @@ def _ident(name: str) -> Identity:
 
 
 # Every key is derived once, here: Ed25519 key setup is the expensive part of an Identity.
-VALIDATORS = [_ident(f"val{i}") for i in range(5)]  # val4 is not in the genesis set: validator.set adds it
+#: val0..val3: the genesis set, genesis members; val4: registered as a member in the setup, then added by
+#: validator.set; val5: no member unless governance registers it (validator.set refuses it until then).
+VALIDATORS = [_ident(f"val{i}") for i in range(6)]
 ADMINS = [_ident(f"admin{i}") for i in range(3)]
 REGISTRAR = _ident("registrar")
 ISSUER_HEALTH = _ident("issuer-health")
@@ -130,7 +138,8 @@ EVIDENCE_AGE = 8
 GENESIS = dev_genesis(
     CHAIN, VALIDATORS[:4],
     [*((a, ("admin",)) for a in ADMINS), (REGISTRAR, ("registrar",)), (ISSUER_HEALTH, ("issuer",)),
-     (ISSUER_TAX, ("issuer",)), *((c, ("consumer",)) for c in CONSUMERS), (AUDITOR, ("auditor",))],
+     (ISSUER_TAX, ("issuer",)), *((c, ("consumer",)) for c in CONSUMERS), (AUDITOR, ("auditor",)),
+     *((v, ("validator",)) for v in VALIDATORS[:4])],
     [(HEALTH, SCHEMAS[HEALTH], [ISSUER_HEALTH]), (TAX, SCHEMAS[TAX], [ISSUER_TAX])],
     admin_threshold=2,
 )
@@ -292,6 +301,8 @@ class LedgerLifecycle(RuleBasedStateMachine):
         for ident in [*PERSONS[:3], ENTERPRISES[0]]:
             kind = "enterprise" if ident in ENTERPRISES else "person"
             self._submit(REGISTRAR, RegisterHolder(kind, subject(ident), ident.pk, ident.enc_pk))
+        val4 = VALIDATORS[4]  # a member first, then a validator (GOV-7)
+        self._govern(RegisterMember(val4.name, ("validator",), val4.pk, val4.enc_pk))
         self._produce(1000, all_ok=True)
         ent = ENTERPRISES[0]
         self._submit(ent, Delegate(DELEGATES[0].pk), tx_type="holder.add_delegate")
@@ -313,8 +324,11 @@ class LedgerLifecycle(RuleBasedStateMachine):
         self._produce(1000, all_ok=True)
 
     def _set_validator(self, val: Identity, power: int) -> None:
-        """Two genesis admins change a validator in one block (setup only: both still active admins)."""
-        prop = self._submit(ADMINS[0], wrap_proposal(SetValidator(val.pk, power, val.name)))
+        self._govern(SetValidator(val.pk, power, val.name))
+
+    def _govern(self, action: Struct) -> None:
+        """Two genesis admins run an admin action in one block (setup only: both still active admins)."""
+        prop = self._submit(ADMINS[0], wrap_proposal(action))
         self._submit(ADMINS[1], Approve(object_id(b"prop/", sha(prop))))
 
     # ---- governance ----------------------------------------------------------------------------------
@@ -326,7 +340,7 @@ class LedgerLifecycle(RuleBasedStateMachine):
                                       "admin.threshold", "malformed"], data.draw(st.integers(0, 5), label="action"))
         body: Struct
         if kind == "member.register":
-            key = data.draw(sample([*NEW_ORGS, *NEW_ORGS, CONSUMERS[0], PERSONS[0], DELEGATES[0]]),
+            key = data.draw(sample([*NEW_ORGS, *NEW_ORGS, CONSUMERS[0], PERSONS[0], DELEGATES[0], VALIDATORS[5]]),
                             label="member key")
             roles = data.draw(sample([("consumer",), ("issuer",), ("admin",), ("consumer", "issuer"),
                                       ("auditor",), ("registrar",)]), label="roles")
@@ -420,11 +434,12 @@ class LedgerLifecycle(RuleBasedStateMachine):
             fresh = sorted(self.shadow.admins - p.approvals)
             self._act(data, fresh, Approve(pid), "approver")
 
-    @precondition(lambda self: self._room() and not self.shadow.pending_validators)
-    @rule(data=st.data())
-    def change_validators(self, data: st.DataObject) -> None:
-        """Two admins remove, add (back) or re-weight a validator in one block, so that evidence meets sets
-        that changed since the height it is for."""
+    def _member_of_key(self, pk: bytes) -> Any:
+        """The member whose current signing key `pk` is, in the shadow, if any."""
+        return next((a for a in self.shadow.accounts.values() if a.kind == "member" and a.sign_pk == pk), None)
+
+    def _future_validators(self) -> dict[bytes, tuple[int, str]]:
+        """The validator set once every change scheduled so far (pending transactions included) applies."""
         future = dict(self.shadow.validators)
         for h in sorted(self.shadow.pending_validators):
             for pk, (power, name) in self.shadow.pending_validators[h].items():
@@ -432,8 +447,26 @@ class LedgerLifecycle(RuleBasedStateMachine):
                     future.pop(pk, None)
                 else:
                     future[pk] = (power, name)
+        return future
+
+    @precondition(lambda self: self._room() and not self.shadow.pending_validators)
+    @rule(data=st.data())
+    def change_validators(self, data: st.DataObject) -> None:
+        """Two admins remove, add (back) or re-weight a validator in one block, so that evidence meets sets
+        that changed since the height it is for; or they try to give power to a key the peer network would
+        not admit (GOV-7): no member's current key."""
+        future = self._future_validators()
+        variant = self._cycle("validator change", ["change", "change", "change", "no member's key"],
+                              data.draw(st.integers(0, 3), label="variant"))
         outside = [v for v in VALIDATORS if v.pk not in future]
-        if outside and (len(future) <= 2 or data.draw(st.booleans(), label="add one?")):
+        situation = ""
+        if variant == "no member's key":
+            # Nobody's key, a holder's, a delegate's, a validator's or member's key rotated away, or val5.
+            keys = [i for i in [STRANGER, *PERSONS, *ENTERPRISES, *DELEGATES, *VALIDATORS, CONSUMERS[1],
+                                ISSUER_TAX] if self._member_of_key(i.pk) is None]
+            val = data.draw(sample(keys), label="no member's key")
+            power, situation = 10, "validator.set refused: no member's key"
+        elif outside and (len(future) <= 2 or data.draw(st.booleans(), label="add one?")):
             val, power = data.draw(sample(outside), label="validator"), 10
         else:
             val = data.draw(sample([v for v in VALIDATORS if v.pk in future]), label="validator")
@@ -443,11 +476,53 @@ class LedgerLifecycle(RuleBasedStateMachine):
         if not admins:
             return
         proposer = data.draw(sample(admins), label="proposer")
+        first = len(self.pending)
         self._submit(self._key(proposer), wrap_proposal(SetValidator(val.pk, power, val.name)), proposer)
-        p = self.shadow.proposals.get(object_id(b"prop/", sha(self.pending[-1])))
+        pid = object_id(b"prop/", sha(self.pending[-1]))
+        p = self.shadow.proposals.get(pid)
         if p is not None and p.status == "open" and (fresh := [a for a in admins if a not in p.approvals]):
             approver = data.draw(sample(fresh), label="approver")
             self._submit(self._key(approver), Approve(p.id), approver)
+        if situation:  # shown by whichever transaction ran the action
+            for i in range(first, len(self.pending)):
+                self.situations[i] = (situation, Code.VALIDATOR_NOT_MEMBER)
+
+    @precondition(lambda self: self._room())
+    @rule(data=st.data())
+    def validator_of_a_suspended_member(self, data: st.DataObject) -> None:
+        """Two admins suspend the member whose key is a validator (the suspension is allowed and leaves the
+        set alone, D-38), or pick a member suspended already; in the same block they remove its validator
+        (allowed: power 0 asks for no membership) or try to give its key power (refused, GOV-7)."""
+        future = self._future_validators()
+        admins = sorted(a for a in self.shadow.admins if self.shadow.accounts[a].status == "active")
+        members = [a for a in self.shadow.accounts.values() if a.kind == "member" and "admin" not in a.roles]
+        operators = [a for a in members if a.sign_pk in future or a.status == "suspended"]
+        if len(admins) < 2 or not operators:
+            return
+        m = data.draw(sample(operators), label="member")
+        first, second = data.draw(st.lists(sample(admins), min_size=2, max_size=2, unique=True), label="admins")
+
+        def govern(action: Struct) -> tuple[int, bytes]:
+            start = len(self.pending)
+            raw = self._submit(self._key(first), wrap_proposal(action), first)
+            pid = object_id(b"prop/", sha(raw))
+            p = self.shadow.proposals.get(pid)
+            if p is not None and p.status == "open":
+                self._submit(self._key(second), Approve(pid), second)
+            return start, pid
+
+        if m.status == "active":
+            govern(UpdateMember(m.id, m.roles, "suspended"))
+        key = BY_PK[m.sign_pk]
+        if m.sign_pk in future and len(future) > 1 and data.draw(st.booleans(), label="remove it?"):
+            _, pid = govern(SetValidator(key.pk, 0, key.name))
+            p = self.shadow.proposals.get(pid)
+            if p is not None and p.status == "executed" and self.shadow.accounts[m.id].status == "suspended":
+                self.situations[len(self.pending) - 1] = ("a suspended member's validator removed", Code.OK)
+        else:
+            start, _ = govern(SetValidator(key.pk, data.draw(sample([10, 20]), label="power"), key.name))
+            for i in range(start, len(self.pending)):
+                self.situations[i] = ("validator.set refused: a suspended member's key", Code.VALIDATOR_NOT_MEMBER)
 
     # ---- holders and keys ----------------------------------------------------------------------------
 
@@ -972,6 +1047,8 @@ class LedgerLifecycle(RuleBasedStateMachine):
         for p in m.proposals.values():
             if p.status == "executed" and p.executed_height == height:
                 COVERAGE["executed", p.action] += 1
+                if p.action == "validator.set" and p.decoded.power > 0:  # GOV-7 let it: a member's key
+                    COVERAGE["situation", "validator.set gives power to a member's key"] += 1
         self.app_hashes.append(ex.app_hash)
         self.results.append(list(ex.results))
         self.committed.extend(zip(raws, ex.codes(), strict=True))
@@ -1172,7 +1249,12 @@ REQUIRED = {
                                  "non-membership proof", "block of envelope failures keeps the app hash",
                                  "replayed on MemoryKV and LevelDB", "evidence against a validator removed since",
                                  "evidence against a current validator from before it joined",
-                                 "evidence exactly at the age bound", "evidence older than the age bound"]),
+                                 "evidence exactly at the age bound", "evidence older than the age bound",
+                                 "validator.set refused: no member's key",
+                                 "validator.set refused: a suspended member's key",
+                                 "validator.set gives power to a member's key",
+                                 "a suspended member's validator removed"]),
+    ("gov.approve", Code.VALIDATOR_NOT_MEMBER),
 }
 
 #: What a run should reach too; a miss is reported as a warning (each is also an example test in
