@@ -73,12 +73,9 @@ def _consensus_engine(home: Path, config: NodeConfig, core: NodeCore, service: N
     only: a peer's node key must be an active member account on chain), and the driver."""
 
     def is_member(pubkey: bytes) -> bool:
-        # The key must be the current signing key of an active member account (HLD-4's key index says
-        # which account, if any, a key signs for).
-        st = core.state()
-        owner = st.key_owner(pubkey)
-        a = None if owner is None else st.account(owner)
-        return a is not None and a.kind == "member" and a.status == "active" and a.sign_pk == pubkey
+        # The key must be the current signing key of an active member account: the same test as GOV-7's for
+        # voting power, so a validator's node is always admitted.
+        return core.state().active_member_by_key(pubkey) is not None
 
     # A node that has taken part in consensus before has a WAL: its double-sign state must be there too (a
     # missing state file would let it sign again what it signed before a crash).
