@@ -568,7 +568,8 @@ class ConsensusDriver:
         self.service._after_block(cb)
         self._retry_orphans()
         self.started = False
-        log.info("%s block %d (%d txs)", "synced" if synced else "committed", block.header.height, len(block.txs))
+        log.info("%s block %d (%d txs, round %d)", "synced" if synced else "committed", block.header.height,
+                 len(block.txs), commit.round)
         if block.header.height % 1000 == 0:
             self.wal.truncate_before(block.header.height - 10)
         if core.mempool.has_ready():
