@@ -11,6 +11,7 @@ Usage: python -m bench.bench_node [--rates 1000,2000,4000,8000] [--seconds 5] [-
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import platform
@@ -199,7 +200,7 @@ def run_rate(urls: list[str], ids: dict[str, Identity], people: list[Identity], 
 
 def bench_pull(url: str, ids: dict[str, Identity], size: int, n: int) -> dict[str, Any]:
     client = Client(url)
-    citizen = Identity(f"pull-{size}", size.to_bytes(4, "big") * 8)
+    citizen = Identity(f"pull-{size}", hashlib.sha256(f"bench pull holder {size}".encode()).digest())
     WalletSession(client, ids["public-security"]).send(RegisterHolder("person", (7 * 10**9 + size).to_bytes(32, "big"),
                                                                       citizen.pk, citizen.enc_pk))
     half = size // 2  # a field value holds at most 64 KiB: the package carries two fields of half the size
