@@ -1,11 +1,12 @@
-"""Single-node benchmark (issue #3): committed transactions per second and submit-to-commit latency for
+"""Node benchmark (issues #3 and #4): committed transactions per second and submit-to-commit latency for
 consent grants at a sweep of offered rates up to saturation; pull latency (p50/p99) for 1 KiB and 100 KiB
 packages; the raw Ed25519 verify rate measured in the same run.
 
-A real node process on loopback; the load generator (this process) pre-signs every transaction, offers them
-in batches every 10 ms at the target rate, and watches blocks to time each commit.
+Real node processes on loopback (one, or `--validators N` running BFT consensus); the load generator (this
+process) pre-signs every transaction, offers them in batches every 10 ms at the target rate, spread over the
+nodes' APIs, and follows the blocks (a long poll per block) to time each commit.
 
-Usage: python -m bench.bench_node [--rates 1000,2000,4000,8000] [--seconds 5] [--json FILE]
+Usage: python -m bench.bench_node [--validators 4] [--rates 1000,2000,4000,8000] [--seconds 5] [--json FILE]
 """
 
 from __future__ import annotations
