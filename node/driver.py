@@ -11,8 +11,10 @@ batch (off the event loop), mark the end of the height in the WAL, publish event
 height; `EvidenceFound` -> an `evidence.submit` transaction signed by the node key.
 
 A height starts only when there is work: an executable waiting transaction, a validator's message of that
-height, or a grant due to expire. An idle chain therefore makes no blocks. A node that falls behind (status gossip shows
-a higher height) asks a peer for the missing blocks and applies each after checking its commit certificate.
+height, or a grant due to expire. An idle chain therefore makes no blocks. A node that falls behind (status
+gossip shows a higher height) asks a peer for the missing blocks and applies each after checking its commit
+certificate. Transactions travel in batches, relayed only where a link is missing (D-35); vault ciphertexts
+are node/replication.py's business.
 """
 
 from __future__ import annotations
@@ -48,33 +50,16 @@ from contracts.records import Kind
 from contracts.txs import SubmitEvidence
 from node import messages as m
 from node.core import NodeError
-from node.mempool import referenced_blob
 from node.p2p import PeerManager
 from node.privval import PrivValError, PrivValidator
+from node.replication import VaultReplication
 from node.service import NodeService
-from node.vault import VaultError
 from node.wal import WAL
 
-#: Ciphertexts received before the transaction that names them, kept for a while (bytes in all, and per
-#: peer that pushed them: one peer cannot crowd out the others' orphans).
-MAX_ORPHAN_BYTES = 64 * 1024 * 1024
-MAX_ORPHAN_BYTES_PER_PEER = 16 * 1024 * 1024
 #: Peer messages read but not yet handled by the driver.
 MAX_QUEUED_MESSAGES = 2048
 #: Distinct consensus messages relayed per height (a bound against a flooding validator).
 MAX_SEEN = 100_000
-#: Committed ciphertexts this vault lacks, remembered to ask the validators for (oldest dropped first).
-MAX_WANTED = 100_000
-#: A missing ciphertext is asked for once it has been missing this long (the upload's push is usually on
-#: its way), then again after twice as long each time (at most WANT_MAX_DELAY), of one validator at a time,
-#: at most WANT_ATTEMPTS requests that were actually sent.
-WANT_GRACE = 1.0
-WANT_MAX_DELAY = 60.0
-WANT_ATTEMPTS = 10
-#: Vault requests sent per status round (each answer may carry a large blob: the budget is kept small).
-WANT_PER_ROUND = 256
-#: Blobs a background scan of the committed references reads per page.
-SCAN_PAGE = 1000
 
 log = logging.getLogger("mydata.consensus")
 
@@ -119,14 +104,13 @@ class ConsensusDriver:
         self._seen: set[bytes] = set()  # consensus messages of the current height already relayed
         self._reported: set[bytes] = set()  # evidence this node has submitted
         self._own: list[bytes] = []  # our proposals and votes of the current height, to send again
-        self._orphans: dict[bytes, dict[bytes, bytes]] = {}  # pushing peer -> blob hash -> data, oldest first
-        self._orphan_owner: dict[bytes, bytes] = {}  # blob hash -> the peer that pushed it
-        self._orphan_bytes: dict[bytes, int] = {}  # pushing peer -> bytes it holds in the buffer
-        self._was_validator = False
         self._wal_dirty = False  # peers' records appended since the WAL's last fsync
-        self._scan: asyncio.Task[None] | None = None
         self._stopping = False
-        self._wanted: dict[bytes, tuple[float, int]] = {}  # blob -> (next request due, requests sent)
+        self.vault = VaultReplication(self.core, peers, self._is_validator)
+        self._handlers: dict[int, Callable[[bytes, m.Envelope, bytes], list[Any]]] = {
+            m.PROPOSAL: self._on_consensus, m.VOTE: self._on_consensus, m.TX: self._on_txs,
+            m.STATUS: self._on_status, m.SYNC_REQUEST: self._on_sync_request, m.SYNC_BLOCK: self._on_sync_block,
+            m.VAULT_BLOB: self._on_vault_blob, m.VAULT_REQUEST: self._on_vault_request}
         self.peer_links: dict[bytes, frozenset[bytes]] = {}  # peer -> the peers it said it is linked to
         self._tx_out: list[bytes] = []  # transactions admitted here, to gossip at the end of this loop turn
         self._tx_out_bytes = 0
@@ -139,9 +123,7 @@ class ConsensusDriver:
     async def start(self) -> None:
         self.peers.subscribe(on_peer_up=lambda peer: self.queue.put_nowait(("peer_up", peer)))
         await self.peers.start()
-        if self._i_am_validator():
-            self._was_validator = True
-            self._start_scan()  # ciphertexts of blocks committed while it was down and the push was missed
+        self.vault.start()
         core = self.core
         last = core.ledger.last
         hooks = Hooks(propose_block=core.propose, validate_block=core.validate)
@@ -162,10 +144,7 @@ class ConsensusDriver:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._scan is not None:
-            self._scan.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._scan
+        await self.vault.stop()
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
@@ -182,119 +161,9 @@ class ConsensusDriver:
         """Peer ids are node ids: the SHA-256 of the node key, the same as a validator's address."""
         return peer in self.core.validators().by_address
 
-    def _to_validators(self, data: bytes) -> None:
-        for peer in self.peers.connected():
-            if self._is_validator(peer):
-                self.peers.send(peer, data)
-
     def on_local_blob(self, blob_hash: bytes, data: bytes) -> None:
-        """A ciphertext uploaded here: every validator's vault gets a copy (DESIGN: replicated to the
-        validators; never to other members' nodes)."""
-        self._to_validators(m.envelope(m.VAULT_BLOB, m.VaultBlob(blob_hash, data).encode()))
-
-    def _store_blob(self, blob_hash: bytes, data: bytes, peer: bytes) -> None:
-        try:
-            self.core.vault_put(blob_hash, data)
-        except VaultError as e:
-            # The transaction naming it may not have reached us yet: keep it until a block or the tx comes.
-            if (e.code == "not_referenced" and blob_hash not in self._orphan_owner
-                    and len(data) <= MAX_ORPHAN_BYTES_PER_PEER and hashlib.sha256(data).digest() == blob_hash):
-                while self._orphan_bytes.get(peer, 0) + len(data) > MAX_ORPHAN_BYTES_PER_PEER:
-                    self._drop_orphan(next(iter(self._orphans[peer])))  # this peer's oldest goes first
-                while sum(self._orphan_bytes.values()) + len(data) > MAX_ORPHAN_BYTES:
-                    biggest = max(self._orphan_bytes, key=lambda p: self._orphan_bytes[p])
-                    self._drop_orphan(next(iter(self._orphans[biggest])))  # the biggest holder's oldest
-                self._orphans.setdefault(peer, {})[blob_hash] = data
-                self._orphan_owner[blob_hash] = peer
-                self._orphan_bytes[peer] = self._orphan_bytes.get(peer, 0) + len(data)
-
-    def _drop_orphan(self, blob_hash: bytes) -> bytes:
-        peer = self._orphan_owner.pop(blob_hash)
-        data = self._orphans[peer].pop(blob_hash)
-        self._orphan_bytes[peer] -= len(data)
-        if not self._orphans[peer]:
-            del self._orphans[peer], self._orphan_bytes[peer]
-        return data
-
-    def _retry_orphans(self) -> None:
-        for h in list(self._orphan_owner):
-            if self.core.is_referenced(h) or self.core.is_erased(h):
-                data = self._drop_orphan(h)
-                with contextlib.suppress(VaultError):
-                    self.core.vault_put(h, data)
-
-    def _i_am_validator(self) -> bool:
-        return self.core.address is not None and self._is_validator(self.core.address)
-
-    def _want(self, blob: bytes, due: float) -> None:
-        if blob not in self._wanted:
-            while len(self._wanted) >= MAX_WANTED:
-                del self._wanted[next(iter(self._wanted))]
-            self._wanted[blob] = (due, 0)
-
-    def _note_missing_blobs(self, decoded: list[Tx | None]) -> None:
-        """After a block, on a validator: remember every ciphertext it references that this vault lacks (a
-        node that was down or syncing missed the push); `_request_wanted` asks the validators for them. A node
-        that is not a validator holds only what was uploaded to it (D-30): it asks for nothing."""
-        is_validator = self._i_am_validator()
-        if is_validator and not self._was_validator:
-            self._start_scan()  # this node just became a validator (or started as one): fetch the backlog
-        self._was_validator = is_validator
-        if not is_validator:
-            return
-        due = time.monotonic() + WANT_GRACE
-        for tx in decoded:
-            blob = b"" if tx is None else referenced_blob(tx)
-            if blob and blob not in self._wanted and not self.core.vault_has(blob):
-                self._want(blob, due)
-
-    def _start_scan(self) -> None:
-        if self._scan is None or self._scan.done():
-            self._scan = asyncio.create_task(self._scan_missing_blobs(), name="vault-scan")
-
-    async def _scan_missing_blobs(self) -> None:
-        """Every committed reference whose ciphertext this vault lacks (blocks synced or decided while the
-        node was down, or before it was a validator) becomes wanted: pages of the `v/ref/` index, read in a
-        worker thread."""
-        after = b""
-        found = 0
-        while not self._stopping:
-            missing, last = await asyncio.to_thread(self.core.missing_blobs, after, SCAN_PAGE)
-            due = time.monotonic()
-            for blob in missing:
-                self._want(blob, due)
-            found += len(missing)
-            if last is None:
-                break
-            after = last
-        if found:
-            log.info("vault: %d committed ciphertext(s) missing here; asking the validators", found)
-
-    def _request_wanted(self) -> None:
-        """Ask for the missing ciphertexts that are due: each request goes to one validator, another one each
-        time, with a delay that doubles (WANT_GRACE .. WANT_MAX_DELAY); a blob is given up after
-        WANT_ATTEMPTS requests that were sent (a request that could not be queued does not count)."""
-        if not self._i_am_validator():
-            self._wanted.clear()
-            return
-        validators = [p for p in self.peers.connected() if self._is_validator(p)]
-        if not validators:
-            return
-        now = time.monotonic()
-        sent = 0
-        for blob, (due, tries) in list(self._wanted.items()):
-            if sent >= WANT_PER_ROUND:
-                break
-            if due > now:
-                continue
-            if tries >= WANT_ATTEMPTS or self.core.vault_has(blob) or not self.core.is_referenced(blob):
-                del self._wanted[blob]
-                continue
-            if self.peers.send(validators[(tries + blob[0]) % len(validators)],
-                               m.envelope(m.VAULT_REQUEST, m.VaultRequest(blob).encode())):
-                tries += 1
-                sent += 1
-            self._wanted[blob] = (now + min(WANT_GRACE * 2 ** tries, WANT_MAX_DELAY), tries)
+        """A ciphertext uploaded through this node's API (node/replication.py pushes it to the validators)."""
+        self.vault.on_local_blob(blob_hash, data)
 
     def on_local_tx(self, raw: bytes) -> None:
         """A transaction admitted through the API (or made here): gossiped to every peer in one batch with
@@ -363,7 +232,7 @@ class ConsensusDriver:
             self.queue.put_nowait(("expire", None))
         if self.started and self._own:
             self.queue.put_nowait(("resend", None))
-        self._request_wanted()
+        self.vault.request_due()
         if self._wal_dirty:
             # Peers' records are appended without fsync; a node that signs nothing (an observer) would
             # otherwise leave them to the page cache until a segment rotates.
@@ -433,99 +302,103 @@ class ConsensusDriver:
         return ev if h == self.core.height + 1 else None
 
     def _on_message(self, peer: bytes, data: bytes) -> list[Any]:
+        """One message from a peer: decoded, handled by its kind; returns the actions for `_handle`. A message
+        that does not decode (or breaks a rule) is logged and dropped: never an exception."""
         try:
             env = m.Envelope.decode(data, max_bytes=m.MAX_MESSAGE + 64)
         except LedgerError:
             log.info("dropping an undecodable message from peer %s", peer.hex()[:12])
             return []
+        handler = self._handlers.get(env.kind)
+        if handler is None:
+            return []
         try:
-            if env.kind == m.PROPOSAL or env.kind == m.VOTE:
-                counted = self.service.metrics.consensus_msgs
-                if not self._is_validator(peer):
-                    counted.labels(result="ignored").inc()
-                    return []  # only validators' consensus messages count; observers just listen
-                digest = hashlib.sha256(data).digest()
-                if digest in self._seen or len(self._seen) > MAX_SEEN:
-                    counted.labels(result="duplicate").inc()
-                    return []  # a copy relayed by another peer: not decoded again
-                event: Any = (ProposalReceived(ProposalMessage.decode(env.payload)) if env.kind == m.PROPOSAL
-                              else VoteReceived(Vote.decode(env.payload)))
-                msg_height = (event.message.proposal.height if env.kind == m.PROPOSAL else event.vote.height)
-                if msg_height <= self.core.height or msg_height > self.core.height + 2:
-                    counted.labels(result="ignored").inc()
-                    return []  # done, or too far ahead (block sync covers it): nothing to log or do
-                counted.labels(result="new").inc()
-                self._seen.add(digest)
-                self.wal.append(data)
-                self._wal_dirty = True
-                # Relay: every validator hears every validator, even through a peer that lost a link; and an
-                # honest node sees both votes of an equivocating one (evidence).
-                self.peers.broadcast(data, exclude=peer)
-                actions: list[Any] = []
-                if not self.started and msg_height == self.core.height + 1:
-                    actions.extend(self._start_height())
-                if not self.started:
-                    return actions  # a later height: block sync will bring us there
-                assert self.machine is not None
-                return actions + self.machine.step(event, self.now_ms())
-            if env.kind == m.TX:
-                batch = m.TxBatch.decode(env.payload).txs
-                fresh = []
-                dup = 0
-                for raw in batch:
-                    code = self.core.submit(raw).code
-                    if code == "ok":
-                        fresh.append(raw)
-                    elif code == "duplicate":
-                        dup += 1
-                gossip = self.service.metrics.gossip_txs
-                gossip.labels(result="admitted").inc(len(fresh))
-                gossip.labels(result="duplicate").inc(dup)
-                gossip.labels(result="refused").inc(len(batch) - len(fresh) - dup)
-                if not fresh:
-                    return []
-                self.service.metrics.txs_submitted.labels(code="gossip").inc(len(fresh))
-                if self._orphans:
-                    self._retry_orphans()
-                targets = self._relay_targets(peer)
-                if targets:
-                    relay = data if len(fresh) == len(batch) else m.envelope(m.TX, m.TxBatch(tuple(fresh)).encode())
-                    for p in targets:
-                        self.peers.send(p, relay)
-                if not self.started and self.core.mempool.has_ready():
-                    return self._start_height()
-                return []
-            if env.kind == m.STATUS:
-                st = m.Status.decode(env.payload)
-                self.peer_heights[peer] = st.height
-                self.peer_links[peer] = frozenset(st.links)
-                self._maybe_sync(peer)
-                return []
-            if env.kind == m.SYNC_REQUEST:
-                self._serve_sync(peer, m.SyncRequest.decode(env.payload))
-                return []
-            # Ciphertexts are replicated to the validators only: a consumer's or an auditor's observer node
-            # gets data through an access on chain, never through the peer network. So a validator stores
-            # what any member peer pushes (an observer passes on what was uploaded through its API), and
-            # answers requests of validators only; an observer stores nothing from peers.
-            if env.kind == m.VAULT_BLOB and not self._is_validator(self.core.address or b""):
-                return []
-            if env.kind == m.VAULT_REQUEST and not self._is_validator(peer):
-                return []
-            if env.kind == m.VAULT_BLOB:
-                vb = m.VaultBlob.decode(env.payload)
-                self._store_blob(vb.hash, vb.data, peer)
-                return []
-            if env.kind == m.VAULT_REQUEST:
-                h = m.VaultRequest.decode(env.payload).hash
-                blob = self.core.vault_get(h)
-                if blob is not None:
-                    self.peers.send(peer, m.envelope(m.VAULT_BLOB, m.VaultBlob(h, blob).encode()))
-                return []
-            if env.kind == m.SYNC_BLOCK:
-                return [("apply_synced", m.SyncBlock.decode(env.payload))]
+            return handler(peer, env, data)
         except LedgerError as e:
             log.info("dropping a bad message (kind %d) from peer %s: %s", env.kind, peer.hex()[:12], e)
+            return []
+
+    def _on_consensus(self, peer: bytes, env: m.Envelope, data: bytes) -> list[Any]:
+        """A proposal or a vote: kept (WAL first) and relayed once if it is a validator's, for the next two
+        heights, and new; then handed to the machine."""
+        counted = self.service.metrics.consensus_msgs
+        if not self._is_validator(peer):
+            counted.labels(result="ignored").inc()
+            return []  # only validators' consensus messages count; observers just listen
+        digest = hashlib.sha256(data).digest()
+        if digest in self._seen or len(self._seen) > MAX_SEEN:
+            counted.labels(result="duplicate").inc()
+            return []  # a copy relayed by another peer: not decoded again
+        event: Any = (ProposalReceived(ProposalMessage.decode(env.payload)) if env.kind == m.PROPOSAL
+                      else VoteReceived(Vote.decode(env.payload)))
+        msg_height = event.message.proposal.height if env.kind == m.PROPOSAL else event.vote.height
+        if msg_height <= self.core.height or msg_height > self.core.height + 2:
+            counted.labels(result="ignored").inc()
+            return []  # done, or too far ahead (block sync covers it): nothing to log or do
+        counted.labels(result="new").inc()
+        self._seen.add(digest)
+        self.wal.append(data)
+        self._wal_dirty = True
+        # Relay: every validator hears every validator, even through a peer that lost a link; and an honest
+        # node sees both votes of an equivocating one (evidence).
+        self.peers.broadcast(data, exclude=peer)
+        actions: list[Any] = []
+        if not self.started and msg_height == self.core.height + 1:
+            actions.extend(self._start_height())
+        if not self.started:
+            return actions  # a later height: block sync will bring us there
+        assert self.machine is not None
+        return actions + self.machine.step(event, self.now_ms())
+
+    def _on_txs(self, peer: bytes, env: m.Envelope, data: bytes) -> list[Any]:
+        """A batch of transactions: each offered to the mempool; the admitted ones relayed where a link to
+        `peer` is missing (D-35)."""
+        batch = m.TxBatch.decode(env.payload).txs
+        fresh = []
+        dup = 0
+        for raw in batch:
+            code = self.core.submit(raw).code
+            if code == "ok":
+                fresh.append(raw)
+            elif code == "duplicate":
+                dup += 1
+        gossip = self.service.metrics.gossip_txs
+        gossip.labels(result="admitted").inc(len(fresh))
+        gossip.labels(result="duplicate").inc(dup)
+        gossip.labels(result="refused").inc(len(batch) - len(fresh) - dup)
+        if not fresh:
+            return []
+        self.service.metrics.txs_submitted.labels(code="gossip").inc(len(fresh))
+        self.vault.retry_orphans()
+        targets = self._relay_targets(peer)
+        if targets:
+            relay = data if len(fresh) == len(batch) else m.envelope(m.TX, m.TxBatch(tuple(fresh)).encode())
+            for p in targets:
+                self.peers.send(p, relay)
+        if not self.started and self.core.mempool.has_ready():
+            return self._start_height()
+        return []
+
+    def _on_status(self, peer: bytes, env: m.Envelope, data: bytes) -> list[Any]:
+        st = m.Status.decode(env.payload)
+        self.peer_heights[peer] = st.height
+        self.peer_links[peer] = frozenset(st.links)
+        self._maybe_sync(peer)
+        return []
+
+    def _on_sync_request(self, peer: bytes, env: m.Envelope, data: bytes) -> list[Any]:
+        self._serve_sync(peer, m.SyncRequest.decode(env.payload))
+        return []
+
+    def _on_sync_block(self, peer: bytes, env: m.Envelope, data: bytes) -> list[Any]:
+        return [("apply_synced", m.SyncBlock.decode(env.payload))]
+
+    def _on_vault_blob(self, peer: bytes, env: m.Envelope, data: bytes) -> list[Any]:
+        self.vault.on_blob(peer, m.VaultBlob.decode(env.payload))
+        return []
+
+    def _on_vault_request(self, peer: bytes, env: m.Envelope, data: bytes) -> list[Any]:
+        self.vault.on_request(peer, m.VaultRequest.decode(env.payload))
         return []
 
     async def _handle(self, actions: list[Any]) -> None:
@@ -561,12 +434,11 @@ class ConsensusDriver:
         cb = core.finish_block(pending)
         if commit.round:
             self.service.metrics.extra_rounds.inc(commit.round)
-        self._note_missing_blobs(pending.decoded)
+        self.vault.after_block(pending.decoded)
         self.wal.write_end_height(block.header.height, sync=False)  # the block store is the authority
         self._own.clear()
         self._seen.clear()
         self.service._after_block(cb)
-        self._retry_orphans()
         self.started = False
         log.info("%s block %d (%d txs, round %d)", "synced" if synced else "committed", block.header.height,
                  len(block.txs), commit.round)
