@@ -77,27 +77,26 @@ def drop_link(net: Net, a: int, b: int) -> None:
         path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
-@pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[Net]:
-    net = Net(tmp_path / "mesh", seed_for("gossip_mesh"))
+def running(net: Net) -> Iterator[Net]:
+    """Start the network with a registered holder; stop every process afterwards, even on failure."""
     try:
         net.start()
         net.ensure_holder("citizen")
         yield net
     finally:
         net.close()
+
+
+@pytest.fixture
+def mesh(tmp_path: Path) -> Iterator[Net]:
+    yield from running(Net(tmp_path / "mesh", seed_for("gossip_mesh")))
 
 
 @pytest.fixture
 def gap(tmp_path: Path) -> Iterator[Net]:
     net = Net(tmp_path / "gap", seed_for("gossip_gap"))
     drop_link(net, 0, 1)
-    try:
-        net.start()
-        net.ensure_holder("citizen")
-        yield net
-    finally:
-        net.close()
+    yield from running(net)
 
 
 def test_full_mesh_delivers_each_transaction_once_to_every_node(mesh: Net) -> None:

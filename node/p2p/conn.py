@@ -187,6 +187,18 @@ class FrameOpener:
         return plain
 
 
+def check_message(msg: bytes, max_frame: int) -> bytes:
+    """A message as bytes, or UsageError: bytes-like, not empty (an empty frame is a keepalive), at most
+    `max_frame` bytes."""
+    if not isinstance(msg, bytes | bytearray | memoryview):
+        raise UsageError(f"a message is bytes, not {type(msg).__name__}")
+    if not msg:
+        raise UsageError("an empty message is reserved for keepalives")
+    if len(msg) > max_frame:
+        raise UsageError(f"a message of {len(msg)} bytes exceeds the frame limit of {max_frame}")
+    return bytes(msg)
+
+
 # ------------------------------------------------------------------------------------------------ connection
 
 
@@ -237,14 +249,7 @@ class SecureConnection:
     async def send_many(self, msgs: Sequence[bytes]) -> None:
         """Send messages in order, one frame each, with one write to the transport (the frames are the same
         as sent one by one); returns when the transport has taken them."""
-        for msg in msgs:
-            if not isinstance(msg, bytes | bytearray | memoryview):
-                raise UsageError(f"a message is bytes, not {type(msg).__name__}")
-            if not msg:
-                raise UsageError("an empty message is reserved for keepalives")
-            if len(msg) > self._config.max_frame:
-                raise UsageError(f"a message of {len(msg)} bytes exceeds the frame limit of {self._config.max_frame}")
-        await self._send_frames([bytes(msg) for msg in msgs])
+        await self._send_frames([check_message(msg, self._config.max_frame) for msg in msgs])
 
     async def send_keepalive(self) -> None:
         """Send an empty frame: it resets the peer's read timeout and is never delivered."""

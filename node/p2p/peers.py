@@ -42,6 +42,7 @@ from node.p2p.conn import (
     Metrics,
     P2PServer,
     SecureConnection,
+    check_message,
     connect,
     handshake_failure_metric,
     serve,
@@ -295,13 +296,7 @@ class PeerManager:
         return await self.inbound.get()
 
     def _check_message(self, msg: bytes) -> bytes:
-        if not isinstance(msg, bytes | bytearray | memoryview):
-            raise UsageError(f"a message is bytes, not {type(msg).__name__}")
-        if not msg:
-            raise UsageError("an empty message is reserved for keepalives")
-        if len(msg) > self.config.max_frame:
-            raise UsageError(f"a message of {len(msg)} bytes exceeds the frame limit of {self.config.max_frame}")
-        return bytes(msg)
+        return check_message(msg, self.config.max_frame)
 
     def _enqueue(self, peer: _Peer, data: bytes) -> bool:
         try:
