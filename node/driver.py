@@ -113,7 +113,6 @@ class ConsensusDriver:
             m.VAULT_BLOB: self._on_vault_blob, m.VAULT_REQUEST: self._on_vault_request}
         self.peer_links: dict[bytes, frozenset[bytes]] = {}  # peer -> the peers it said it is linked to
         self._tx_out: list[bytes] = []  # transactions admitted here, to gossip at the end of this loop turn
-        self._tx_out_bytes = 0
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -171,31 +170,19 @@ class ConsensusDriver:
         if not self._tx_out:
             asyncio.get_running_loop().call_soon(self._flush_txs)
         self._tx_out.append(raw)
-        self._tx_out_bytes += len(raw)
-        if len(self._tx_out) >= m.MAX_BATCH_TXS or self._tx_out_bytes >= m.MAX_BATCH_BYTES:
-            self._flush_txs()
         self.kick()
 
     def _flush_txs(self) -> None:
-        if self._tx_out:
-            self.peers.broadcast(m.envelope(m.TX, m.TxBatch(tuple(self._tx_out)).encode()))
-            self._tx_out.clear()
-            self._tx_out_bytes = 0
+        for msg in m.tx_batches(self._tx_out):
+            self.peers.broadcast(msg)
+        self._tx_out.clear()
 
     def _send_mempool(self, peer: bytes) -> None:
         """A peer just connected (or reconnected): it gets every waiting transaction, in batches. Relay skips a
         peer that reports a link to the sender, so what was lost on a link that went down and came back
         between two statuses (or dropped on a full queue) is offered again this way."""
-        batch: list[bytes] = []
-        size = 0
-        for raw in self.core.mempool.waiting():
-            if len(batch) >= m.MAX_BATCH_TXS or size + len(raw) > m.MAX_BATCH_BYTES:
-                self.peers.send(peer, m.envelope(m.TX, m.TxBatch(tuple(batch)).encode()))
-                batch, size = [], 0
-            batch.append(raw)
-            size += len(raw)
-        if batch:
-            self.peers.send(peer, m.envelope(m.TX, m.TxBatch(tuple(batch)).encode()))
+        for msg in m.tx_batches(self.core.mempool.waiting()):
+            self.peers.send(peer, msg)
 
     def _relay_targets(self, source: bytes) -> list[bytes]:
         """The peers to pass on what `source` sent us: those with no direct link to `source` (by their last

@@ -18,6 +18,7 @@ Decoding checks everything (consensus.encoding); a peer that sends garbage is th
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from consensus.encoding import HASH, U8, U32, U64, Bytes, ListOf, Nested, Struct, field_
@@ -73,6 +74,20 @@ class SyncBlock(Struct):
 
 def envelope(kind: int, payload: bytes) -> bytes:
     return Envelope(kind, payload).encode()
+
+
+def tx_batches(raws: Iterable[bytes]) -> Iterator[bytes]:
+    """`TX` envelopes carrying `raws` in order, each within MAX_BATCH_TXS transactions and MAX_BATCH_BYTES."""
+    batch: list[bytes] = []
+    size = 0
+    for raw in raws:
+        if batch and (len(batch) >= MAX_BATCH_TXS or size + len(raw) > MAX_BATCH_BYTES):
+            yield envelope(TX, TxBatch(tuple(batch)).encode())
+            batch, size = [], 0
+        batch.append(raw)
+        size += len(raw)
+    if batch:
+        yield envelope(TX, TxBatch(tuple(batch)).encode())
 
 
 @dataclass(frozen=True)

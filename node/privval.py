@@ -72,7 +72,6 @@ Exceptions::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -88,6 +87,7 @@ from consensus.crypto import Domain, Signer, account_id, signing_bytes, verify
 from consensus.encoding import Value, decode_value
 from consensus.errors import DecodeError
 from consensus.types import PRECOMMIT, PREVOTE
+from node.fsutil import fsync_dir, release_flock, take_flock
 
 __all__ = [
     "STEP_PRECOMMIT",
@@ -268,14 +268,6 @@ def _only_timestamp_differs(saved: bytes, new: bytes) -> bool:
 # ------------------------------------------------------------------------------------------------ state file
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _content(state: LastSigned) -> bytes:
     """The state as one line of JSON text (the content of a slot)."""
     return json.dumps(state.to_json()).encode()
@@ -331,7 +323,7 @@ def _write_new_file(path: Path, data: bytes) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -348,22 +340,10 @@ def _remove_temporaries(path: Path) -> None:
 
 
 def _take_flock(lock: Path, busy: str) -> int:
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return take_flock(lock)
     except BlockingIOError:
-        os.close(fd)
         raise PrivValLocked(busy) from None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _release_flock(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
 
 
 def _corrupt(path: Path | str, why: str) -> PrivValStateError:
@@ -535,11 +515,11 @@ class PrivValidator:
                          self.state_path, *state.hrs)
             try:
                 os.replace(legacy, legacy.with_name(legacy.name + ".migrated"))
-                _fsync_dir(legacy.parent)
+                fsync_dir(legacy.parent)
             except OSError as e:
                 raise PrivValStateError(f"could not rename {legacy} after its conversion: {e}") from None
         finally:
-            _release_flock(lock_fd)
+            release_flock(lock_fd)
 
     def _check_fits(self, state: LastSigned) -> None:
         """Before the key is used: the state (with a signature of the usual size) fits in a slot, and the
@@ -573,7 +553,7 @@ class PrivValidator:
                     os.close(self._fd)
                 self._fd = None
             if self._lock_fd is not None:
-                _release_flock(self._lock_fd)
+                release_flock(self._lock_fd)
                 self._lock_fd = None
 
     def __enter__(self) -> Self:

@@ -45,7 +45,6 @@ class NodeService:
         self._wake = asyncio.Event()
         self._waiters: dict[bytes, list[asyncio.Future[TxOutcome]]] = {}
         self._height_waiters: dict[int, list[asyncio.Future[None]]] = {}  # long polls, by the height awaited
-        self._n_height_waiters = 0
         self._subscribers: dict[bytes, set[asyncio.Queue[Event]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -115,18 +114,20 @@ class NodeService:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiting = self._height_waiters.setdefault(height, [])
         waiting.append(fut)
-        self._n_height_waiters += 1
         try:
             await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             pass
         finally:
-            self._n_height_waiters -= 1
             if fut in waiting:
                 waiting.remove(fut)
                 if not waiting and self._height_waiters.get(height) is waiting:
                     del self._height_waiters[height]
         return self.core.height >= height
+
+    @property
+    def _n_height_waiters(self) -> int:
+        return sum(len(w) for w in self._height_waiters.values())
 
     def _committed(self, tx_hash: bytes) -> TxOutcome | None:
         found = self.core.tx_result(tx_hash)

@@ -54,8 +54,6 @@ Exceptions::
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import logging
 import mmap
@@ -68,6 +66,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from node.fsutil import fsync_dir, release_flock, take_flock
 
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
@@ -283,14 +283,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _aside_name(path: Path) -> Path:
     """The first free ``<path>.corrupt-<n>``, n = 1, 2, ..."""
     n = 1
@@ -344,15 +336,10 @@ class WAL:
     # ---- opening and closing -----------------------------------------------------------------------------
 
     def _take_lock(self) -> int:
-        fd = os.open(self.dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = take_flock(self.dir / _LOCK_NAME, 0o644)
         except BlockingIOError:
-            os.close(fd)
             raise WALLocked(f"the WAL in {self.dir} is in use by another writer") from None
-        except BaseException:
-            os.close(fd)
-            raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return fd
@@ -377,7 +364,7 @@ class WAL:
         if not segments:
             index = 1
             os.close(os.open(self._segment_path(index), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             segments = [(index, self._segment_path(index))]
         self._head_index, self._head = segments[-1]
         scan = _scan_file(self._head, self.max_frame_bytes)
@@ -394,9 +381,7 @@ class WAL:
                 os.close(self._fd)
                 self._fd = None
             if self._lock_fd is not None:
-                with contextlib.suppress(OSError):
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
+                release_flock(self._lock_fd)
                 self._lock_fd = None
 
     def __enter__(self) -> Self:
@@ -493,7 +478,7 @@ class WAL:
         path = self._segment_path(index)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         try:
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         except OSError as e:
             os.close(fd)
             self._failed = e
@@ -621,7 +606,7 @@ class WAL:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         return RepairReport(path, offset, cut, backup, problem.at_tail, tuple(moved))
 
     def recover(self) -> tuple[int, list[bytes]]:
@@ -654,7 +639,7 @@ class WAL:
             for path in doomed:
                 path.unlink()
             if doomed:
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
                 log.info("wal: deleted %d segments before height %d", len(doomed), height)
             return len(doomed)
 

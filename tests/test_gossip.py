@@ -182,3 +182,16 @@ def test_a_peer_that_connects_gets_the_waiting_transactions(mesh: Net) -> None:
     submit_raw(net, 0, [release])
     net.wait(lambda: all(mempool_size(net, i) == 0 for i in range(4)), 40, "all 31 committed everywhere")
     net.wait_converged()
+
+
+def test_tx_batches_keep_order_and_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from node import messages as m
+
+    monkeypatch.setattr(m, "MAX_BATCH_TXS", 3)
+    monkeypatch.setattr(m, "MAX_BATCH_BYTES", 25)
+    raws = [bytes([i]) * (5 + i) for i in range(8)]  # 5..12 bytes
+    batches = [m.TxBatch.decode(m.Envelope.decode(e).payload).txs for e in m.tx_batches(raws)]
+    assert [x for b in batches for x in b] == raws
+    assert all(len(b) <= 3 and sum(map(len, b)) <= 25 for b in batches)
+    assert [len(b) for b in batches] == [3, 2, 2, 1]
+    assert list(m.tx_batches([])) == []

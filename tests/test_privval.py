@@ -328,7 +328,7 @@ def test_no_signature_leaves_when_the_state_cannot_be_saved(state: Path, monkeyp
 def test_a_failed_creation_leaves_no_state_and_no_temporary(state: Path, monkeypatch: pytest.MonkeyPatch,
                                                             step: str) -> None:
     if step == "fsync_dir":
-        monkeypatch.setattr(pvmod, "_fsync_dir", failing(step))
+        monkeypatch.setattr(pvmod, "fsync_dir", failing(step))
     elif step == "open":  # of the temporary file (not of the lock)
         real_open = os.open
         monkeypatch.setattr(os, "open", lambda path, *a: failing(step)() if ".tmp-" in str(path)
